@@ -1,0 +1,25 @@
+"""bushu (部署, "deploy"): a trained model to a fast, verified, protected inference service.
+
+`import bushu` stays light: torch, onnxruntime and the server are imported where used.
+"""
+
+from importlib.metadata import PackageNotFoundError, version
+
+try:
+    __version__ = version("bushu")
+except PackageNotFoundError:  # running from a source tree that was not installed
+    __version__ = "0.0.0"
+
+from bushu.errors import BushuError, ExportError, IntegrityError, InvalidInput, NotFound, PackageError
+from bushu.runtime.loader import load
+
+__all__ = [
+    "BushuError",
+    "ExportError",
+    "IntegrityError",
+    "InvalidInput",
+    "NotFound",
+    "PackageError",
+    "__version__",
+    "load",
+]

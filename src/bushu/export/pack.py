@@ -1,0 +1,118 @@
+"""Make packages: a verified export of a PyTorch module, or an existing ONNX file as it is."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import bushu
+from bushu.export.onnx_file import onnx_signature
+from bushu.export.torch_onnx import DEFAULT_TOLERANCE, export_module
+from bushu.package.manifest import Manifest, Provenance, Step, TensorSpec, Variant
+from bushu.package.store import hash_files, sha256_file, staged_package, write_manifest
+
+MODEL_FILE = "model.onnx"
+#: The source module's weights, kept so the package can be fine-tuned, pruned or run in PyTorch.
+WEIGHTS_FILE = "source/weights.safetensors"
+DEFAULT_VARIANT = "onnx-fp32"
+
+
+def pack_onnx(
+    source: str | Path,
+    out: str | Path,
+    *,
+    name: str | None = None,
+    version: str = "1",
+    task: str = "generic",
+    labels: Sequence[str] | None = None,
+    force: bool = False,
+) -> Manifest:
+    """Package an existing ONNX file unchanged; its signature is read from the graph."""
+    src = Path(source)
+    inputs, outputs = onnx_signature(src)
+    with staged_package(out, force=force) as staging:
+        shutil.copyfile(src, staging / MODEL_FILE)
+        manifest = Manifest(
+            name=name or _name_from(src.stem),
+            version=version,
+            task=task,
+            framework="onnx",
+            inputs=inputs,
+            outputs=outputs,
+            labels=list(labels) if labels else None,
+            variants={DEFAULT_VARIANT: Variant(file=MODEL_FILE)},
+            default_variant=DEFAULT_VARIANT,
+            provenance=Provenance(
+                bushu_version=bushu.__version__, source=str(src), source_sha256=sha256_file(src)
+            ),
+            files=hash_files(staging),
+        )
+        return write_manifest(staging, manifest)
+
+
+def pack_module(
+    module: Any,
+    inputs: Sequence[TensorSpec],
+    out: str | Path,
+    *,
+    name: str,
+    version: str = "1",
+    task: str = "generic",
+    output_names: Sequence[str] | None = None,
+    labels: Sequence[str] | None = None,
+    preprocessing: Sequence[Step] = (),
+    postprocessing: Sequence[Step] = (),
+    metrics: Mapping[str, float] | None = None,
+    source: str = "",
+    source_sha256: str | None = None,
+    tolerance: float = DEFAULT_TOLERANCE,
+    value_ranges: Mapping[str, tuple[float, float]] | None = None,
+    force: bool = False,
+) -> Manifest:
+    """Export `module` to ONNX, verify it against the module, and package it with its error.
+
+    The module's weights travel too, as safetensors, and `source` names its class
+    (`module:Class`), so later steps can rebuild the exact source model.
+    """
+    from safetensors.torch import save_model
+
+    with staged_package(out, force=force) as staging:
+        (staging / WEIGHTS_FILE).parent.mkdir()
+        save_model(module, str(staging / WEIGHTS_FILE))
+        result = export_module(
+            module, inputs, staging / MODEL_FILE, output_names=output_names,
+            tolerance=tolerance, value_ranges=value_ranges,
+        )
+        manifest = Manifest(
+            name=name,
+            version=version,
+            task=task,
+            framework="pytorch",
+            inputs=result.inputs,
+            outputs=result.outputs,
+            labels=list(labels) if labels else None,
+            preprocessing=list(preprocessing),
+            postprocessing=list(postprocessing),
+            variants={
+                DEFAULT_VARIANT: Variant(
+                    file=MODEL_FILE,
+                    max_rel_error=result.max_rel_error,
+                    notes=f"exported with the {result.exporter} exporter; verified within {tolerance:g}",
+                )
+            },
+            default_variant=DEFAULT_VARIANT,
+            metrics=dict(metrics or {}),
+            provenance=Provenance(
+                bushu_version=bushu.__version__, source=source, source_sha256=source_sha256,
+                exporter=result.exporter, weights_file=WEIGHTS_FILE,
+            ),
+            files=hash_files(staging),
+        )
+        return write_manifest(staging, manifest)
+
+
+def _name_from(stem: str) -> str:
+    cleaned = "".join(c if c.isalnum() or c in "_.-" else "-" for c in stem).strip("-._")
+    return cleaned or "model"

@@ -1,0 +1,155 @@
+"""The typed manifest (`bushu.json`): everything the runtime needs to call a model.
+
+The manifest is the contract between the parts: the exporter and optimiser write it, the
+runtime and server only read it. It lists every file with its SHA-256 and carries a digest of
+its own canonical form, so a changed byte anywhere in the package is detected.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime, timezone
+from typing import Any, Literal
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+FORMAT_VERSION = 1
+MANIFEST_NAME = "bushu.json"
+
+#: Datatypes of the Open Inference Protocol v2, by their V2 names.
+V2_DATATYPES = (
+    "BOOL", "UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32", "INT64",
+    "FP16", "FP32", "FP64", "BF16", "BYTES",
+)
+Datatype = Literal[
+    "BOOL", "UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32", "INT64",
+    "FP16", "FP32", "FP64", "BF16", "BYTES",
+]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TensorSpec(_Strict):
+    """One named input or output: V2 datatype and shape, -1 where an axis is dynamic."""
+
+    name: str = Field(min_length=1)
+    datatype: Datatype
+    shape: list[int]
+    #: Names of the dynamic axes ("batch", "sequence"); None for fixed axes.
+    dims: list[str | None] | None = None
+
+    @field_validator("shape")
+    @classmethod
+    def _dims_are_sizes(cls, shape: list[int]) -> list[int]:
+        if any(d < -1 or d == 0 for d in shape):
+            raise ValueError(f"shape {shape}: each axis is a positive size or -1 (dynamic)")
+        return shape
+
+    @model_validator(mode="after")
+    def _names_match_dynamic_axes(self) -> TensorSpec:
+        if self.dims is not None:
+            if len(self.dims) != len(self.shape):
+                raise ValueError(f"{self.name}: dims {self.dims} and shape {self.shape} differ in rank")
+            for size, dim in zip(self.shape, self.dims):
+                if (size == -1) != (dim is not None):
+                    raise ValueError(f"{self.name}: only dynamic (-1) axes are named, got {self.dims}")
+        return self
+
+    def dim_names(self) -> list[str | None]:
+        return list(self.dims) if self.dims is not None else [None] * len(self.shape)
+
+
+class Step(_Strict):
+    """One pre- or post-processing step, by kind, with its parameters."""
+
+    kind: str = Field(min_length=1)
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class Variant(_Strict):
+    """One runnable form of the model: the file, how to run it, and what it was measured at."""
+
+    file: str
+    backend: Literal["onnxruntime", "pytorch", "openvino"] = "onnxruntime"
+    device: Literal["cpu", "cuda"] = "cpu"
+    precision: str = "fp32"
+    #: Worst relative error per output against the source model, as measured at export.
+    max_rel_error: dict[str, float] = Field(default_factory=dict)
+    metrics: dict[str, float] = Field(default_factory=dict)
+    notes: str = ""
+
+
+class Provenance(_Strict):
+    created: datetime = Field(default_factory=lambda: datetime.now(timezone.utc))
+    bushu_version: str
+    source: str = ""
+    source_sha256: str | None = None
+    exporter: str | None = None
+    #: The source model's weights inside the package (safetensors), when it came from PyTorch.
+    weights_file: str | None = None
+
+
+def _is_safe_relative(path: str) -> bool:
+    parts = path.replace("\\", "/").split("/")
+    return bool(path) and not path.startswith("/") and ".." not in parts and "" not in parts
+
+
+class Manifest(_Strict):
+    format_version: int = FORMAT_VERSION
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
+    version: str = Field(default="1", min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
+    task: str = "generic"
+    framework: str
+    inputs: list[TensorSpec] = Field(min_length=1)
+    outputs: list[TensorSpec] = Field(min_length=1)
+    labels: list[str] | None = None
+    preprocessing: list[Step] = Field(default_factory=list)
+    postprocessing: list[Step] = Field(default_factory=list)
+    variants: dict[str, Variant] = Field(min_length=1)
+    default_variant: str
+    metrics: dict[str, float] = Field(default_factory=dict)
+    provenance: Provenance
+    #: SHA-256 of every file in the package but the manifest itself, by relative path.
+    files: dict[str, str] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Manifest:
+        for group in (self.inputs, self.outputs):
+            names = [t.name for t in group]
+            if len(set(names)) != len(names):
+                raise ValueError(f"tensor names repeat: {names}")
+        if self.default_variant not in self.variants:
+            raise ValueError(
+                f"default_variant {self.default_variant!r} is not one of {sorted(self.variants)}"
+            )
+        for path, digest in self.files.items():
+            if not _is_safe_relative(path) or path == MANIFEST_NAME:
+                raise ValueError(f"file path {path!r} must be relative, inside the package")
+            if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
+                raise ValueError(f"file {path!r}: {digest!r} is not a SHA-256 hex digest")
+        for key, variant in self.variants.items():
+            if variant.file not in self.files:
+                raise ValueError(f"variant {key!r} runs {variant.file!r}, which is not listed in files")
+        weights = self.provenance.weights_file
+        if weights is not None and weights not in self.files:
+            raise ValueError(f"provenance names weights {weights!r}, which is not listed in files")
+        if self.labels is not None and len(self.labels) == 0:
+            raise ValueError("labels, when given, must not be empty")
+        return self
+
+    # -- (de)serialisation with a self-digest -------------------------------------------------
+
+    def canonical_bytes(self) -> bytes:
+        """Sorted-key JSON of the manifest: the bytes its digest and a signature cover."""
+        return orjson.dumps(self.model_dump(mode="json"), option=orjson.OPT_SORT_KEYS)
+
+    def digest(self) -> str:
+        return hashlib.sha256(self.canonical_bytes()).hexdigest()
+
+    def to_json(self) -> bytes:
+        body = self.model_dump(mode="json")
+        body["digest"] = self.digest()
+        return orjson.dumps(body, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS) + b"\n"

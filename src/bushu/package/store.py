@@ -1,0 +1,140 @@
+"""Reading, writing and checking package directories, and model repositories of them.
+
+A package is written into a temporary sibling directory and renamed into place only when
+complete, so a failed export or a full disk never leaves a half-written package behind.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import orjson
+from pydantic import ValidationError
+
+from bushu.errors import IntegrityError, NotFound, PackageError
+from bushu.package.manifest import MANIFEST_NAME, Manifest
+
+_CHUNK = 1 << 20
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def read_manifest(directory: str | os.PathLike[str]) -> Manifest:
+    """Parse and validate `bushu.json`, checking the manifest's own digest."""
+    root = Path(directory)
+    path = root / MANIFEST_NAME
+    if not root.is_dir():
+        raise NotFound(f"{root}: no such package directory")
+    if not path.is_file():
+        raise NotFound(f"{root}: not a bushu package ({MANIFEST_NAME} is missing)")
+    try:
+        body = orjson.loads(path.read_bytes())
+    except orjson.JSONDecodeError as exc:
+        raise IntegrityError(f"{path}: not valid JSON ({exc})", files=[MANIFEST_NAME]) from None
+    if not isinstance(body, dict):
+        raise IntegrityError(f"{path}: expected a JSON object", files=[MANIFEST_NAME])
+    stated = body.pop("digest", None)
+    try:
+        manifest = Manifest.model_validate(body)
+    except ValidationError as exc:
+        raise IntegrityError(f"{path}: invalid manifest:\n{exc}", files=[MANIFEST_NAME]) from None
+    if stated != manifest.digest():
+        raise IntegrityError(
+            f"{path}: the manifest was modified after it was written (digest mismatch)",
+            files=[MANIFEST_NAME],
+        )
+    return manifest
+
+
+def verify_package(directory: str | os.PathLike[str]) -> Manifest:
+    """Re-hash every listed file; raise `IntegrityError` naming each one that changed."""
+    root = Path(directory)
+    manifest = read_manifest(root)
+    problems: list[str] = []
+    bad: list[str] = []
+    for rel, expected in sorted(manifest.files.items()):
+        path = root / rel
+        if not path.is_file():
+            problems.append(f"{rel}: missing")
+            bad.append(rel)
+        elif sha256_file(path) != expected:
+            problems.append(f"{rel}: contents changed (SHA-256 mismatch)")
+            bad.append(rel)
+    if problems:
+        raise IntegrityError(f"{root}: verification failed:\n  " + "\n  ".join(problems), files=bad)
+    return manifest
+
+
+def hash_files(root: Path) -> dict[str, str]:
+    """SHA-256 of every file under `root` except the manifest, keyed by relative POSIX path."""
+    return {
+        p.relative_to(root).as_posix(): sha256_file(p)
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and p.name != MANIFEST_NAME
+    }
+
+
+@contextmanager
+def staged_package(out: str | os.PathLike[str], *, force: bool = False) -> Iterator[Path]:
+    """Yield an empty staging directory; on success it replaces `out` whole, on error it vanishes.
+
+    The caller writes the package's files into the staging directory and finally calls
+    `write_manifest` there. `out` must not exist (or be empty) unless `force` is set.
+    """
+    target = Path(out)
+    if target.exists() and not force:
+        if not target.is_dir() or any(target.iterdir()):
+            raise PackageError(f"{target} already exists and is not empty; pass --force to replace it")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        yield staging
+        if not (staging / MANIFEST_NAME).is_file():
+            raise PackageError("internal: a package was staged without a manifest")
+        if target.exists():
+            shutil.rmtree(target) if target.is_dir() else target.unlink()
+        staging.rename(target)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
+def write_manifest(directory: Path, manifest: Manifest) -> Manifest:
+    """Write `bushu.json`; the manifest's `files` must already hash what `directory` holds."""
+    (directory / MANIFEST_NAME).write_bytes(manifest.to_json())
+    return manifest
+
+
+def is_package(directory: Path) -> bool:
+    return (directory / MANIFEST_NAME).is_file()
+
+
+def scan_repository(root: str | os.PathLike[str]) -> dict[tuple[str, str], Path]:
+    """Find the packages of a model repository laid out as `<name>/<version>/bushu.json`.
+
+    A path that is itself a package counts as a repository of one.
+    """
+    base = Path(root)
+    if not base.is_dir():
+        raise NotFound(f"{base}: no such directory")
+    if is_package(base):
+        manifest = read_manifest(base)
+        return {(manifest.name, manifest.version): base}
+    found: dict[tuple[str, str], Path] = {}
+    for name_dir in sorted(p for p in base.iterdir() if p.is_dir()):
+        for version_dir in sorted(p for p in name_dir.iterdir() if p.is_dir()):
+            if is_package(version_dir):
+                found[(name_dir.name, version_dir.name)] = version_dir
+    return found

@@ -1,0 +1,40 @@
+"""`bushu.load`: package directory → runnable `Model`, picking the backend the variant names."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from bushu.errors import NotFound
+from bushu.package.store import read_manifest, verify_package
+from bushu.runtime.base import Backend, Model
+
+
+def backend_for(name: str) -> Backend:
+    """Backends are imported only when a variant needs them, so `import bushu` stays light."""
+    if name == "onnxruntime":
+        from bushu.runtime.onnxruntime import OnnxRuntimeBackend
+
+        return OnnxRuntimeBackend()
+    raise NotFound(f"backend {name!r} is not available in this version of bushu")
+
+
+def load(
+    directory: str | os.PathLike[str],
+    variant: str | None = None,
+    *,
+    device: str | None = None,
+    verify: bool = True,
+) -> Model:
+    """Load a package's variant (the manifest's default when none is named).
+
+    With `verify` (the default) every file is re-hashed first: a package that changed since it
+    was written is refused rather than run.
+    """
+    root = Path(directory)
+    manifest = verify_package(root) if verify else read_manifest(root)
+    name = variant or manifest.default_variant
+    if name not in manifest.variants:
+        raise NotFound(f"variant {name!r} not in package {manifest.name}; it has {sorted(manifest.variants)}")
+    chosen = manifest.variants[name]
+    return backend_for(chosen.backend).load(root, manifest, name, device or chosen.device)

@@ -1,0 +1,65 @@
+"""The ONNX Runtime backend: CPU everywhere, the CUDA provider where onnxruntime-gpu is installed."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from bushu.errors import BushuError
+from bushu.package.manifest import Manifest
+from bushu.runtime.base import Model
+
+
+def session_options(threads: int | None = None):  # -> onnxruntime.SessionOptions
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    threads = threads or int(os.environ.get("BUSHU_THREADS", "0"))
+    if threads:
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+    options.log_severity_level = 3
+    return options
+
+
+def providers_for(device: str) -> list[str]:
+    import onnxruntime as ort
+
+    if device == "cpu":
+        return ["CPUExecutionProvider"]
+    available = ort.get_available_providers()
+    if "CUDAExecutionProvider" not in available:
+        raise BushuError(
+            f"device {device!r} needs onnxruntime's CUDAExecutionProvider, which this install lacks "
+            f"(available: {available}); install onnxruntime-gpu or use device 'cpu'",
+            status=503,
+        )
+    return ["CUDAExecutionProvider", "CPUExecutionProvider"]
+
+
+class OnnxRuntimeModel(Model):
+    def __init__(self, manifest: Manifest, variant: str, device: str, session) -> None:
+        super().__init__(manifest, variant, device)
+        self._session = session
+
+    def _run(self, arrays: dict[str, np.ndarray], outputs: list[str]) -> dict[str, np.ndarray]:
+        return dict(zip(outputs, self._session.run(outputs, arrays)))
+
+
+class OnnxRuntimeBackend:
+    name = "onnxruntime"
+
+    def __init__(self, threads: int | None = None) -> None:
+        self.threads = threads
+
+    def load(self, package: Path, manifest: Manifest, variant: str, device: str) -> Model:
+        import onnxruntime as ort
+
+        path = package / manifest.variants[variant].file
+        session = ort.InferenceSession(
+            str(path), sess_options=session_options(self.threads), providers=providers_for(device)
+        )
+        return OnnxRuntimeModel(manifest, variant, device, session)

@@ -1,0 +1,36 @@
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+
+@pytest.fixture(scope="session")
+def tiny_package(tmp_path_factory) -> Path:
+    """The TinyMLP exported and packaged once per session."""
+    import torch
+
+    from bushu.export import pack_module, parse_input_spec
+    from fixtures.tiny import TinyMLP
+
+    torch.manual_seed(0)
+    out = tmp_path_factory.mktemp("pkg") / "tiny"
+    pack_module(TinyMLP(), [parse_input_spec("x:FP32:batch,6")], out, name="tiny", labels=["a", "b", "c"])
+    return out
+
+
+@pytest.fixture(scope="session")
+def vision_package(tmp_path_factory) -> Path:
+    """The seed CNN as the user makes it: `bushu train vision -o DIR`."""
+    from typer.testing import CliRunner
+
+    from bushu.cli import app
+
+    out = tmp_path_factory.mktemp("vision") / "digits"
+    result = CliRunner().invoke(app, ["train", "vision", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    return out
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    return np.random.default_rng(1234)
