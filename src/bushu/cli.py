@@ -192,6 +192,39 @@ def train_vision(
 
 @app.command()
 @_user_errors
+def serve(
+    paths: Annotated[list[Path], typer.Argument(help="packages and model repositories (<name>/<version>/)")],
+    host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="port (0: any free port)")] = 8000,
+    max_batch_size: Annotated[int, typer.Option(min=1, help="rows per batch at most")] = 32,
+    max_queue_delay_ms: Annotated[float, typer.Option(min=0, help="how long a batch waits to fill")] = 5.0,
+    max_queue_size: Annotated[int, typer.Option(min=1, help="queued requests per model before 503")] = 1024,
+    instances: Annotated[int, typer.Option(min=1, help="model instances running batches in parallel")] = 1,
+    timeout: Annotated[float, typer.Option(min=0.001, help="seconds before a request is answered 504")] = 30.0,
+    max_body_mb: Annotated[float, typer.Option(min=0.001, help="largest request body (413 above)")] = 64.0,
+    threads: Annotated[int, typer.Option(min=0, help="intra-op threads per instance (0: runtime default)")] = 0,
+) -> None:
+    """Serve packages over the Open Inference Protocol v2 (HTTP), with dynamic batching."""
+    from bushu.serve.server import serve as run_server
+    from bushu.serve.settings import ServeSettings
+
+    for path in paths:
+        if not path.is_dir():
+            raise InvalidInput(f"{path}: not a package or model repository directory")
+    settings = ServeSettings(
+        max_batch_size=max_batch_size, max_queue_delay_ms=max_queue_delay_ms, max_queue_size=max_queue_size,
+        instances=instances, timeout_s=timeout, max_body_bytes=int(max_body_mb * 1024 * 1024), threads=threads,
+    )
+
+    def announce(bound_host: str, bound_port: int) -> None:
+        out.print(f"bushu serving on http://{bound_host}:{bound_port}", highlight=False)
+        sys.stdout.flush()
+
+    run_server(paths, host=host, port=port, settings=settings, on_bound=announce)
+
+
+@app.command()
+@_user_errors
 def demo(
     workdir: Annotated[Path, typer.Option(help="where the demo writes its packages")] = Path("bushu-demo"),
 ) -> None:

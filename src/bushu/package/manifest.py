@@ -28,6 +28,11 @@ Datatype = Literal[
 ]
 
 
+def canonical_digest(body: dict[str, Any]) -> str:
+    """SHA-256 of sorted-key compact JSON: the bytes a manifest's digest (and signature) cover."""
+    return hashlib.sha256(orjson.dumps(body, option=orjson.OPT_SORT_KEYS)).hexdigest()
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -142,14 +147,10 @@ class Manifest(_Strict):
 
     # -- (de)serialisation with a self-digest -------------------------------------------------
 
-    def canonical_bytes(self) -> bytes:
-        """Sorted-key JSON of the manifest: the bytes its digest and a signature cover."""
-        return orjson.dumps(self.model_dump(mode="json"), option=orjson.OPT_SORT_KEYS)
-
     def digest(self) -> str:
-        return hashlib.sha256(self.canonical_bytes()).hexdigest()
+        return canonical_digest(self.model_dump(mode="json"))
 
     def to_json(self) -> bytes:
         body = self.model_dump(mode="json")
-        body["digest"] = self.digest()
+        body["digest"] = canonical_digest(body)
         return orjson.dumps(body, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS) + b"\n"

@@ -18,7 +18,7 @@ import orjson
 from pydantic import ValidationError
 
 from bushu.errors import IntegrityError, NotFound, PackageError
-from bushu.package.manifest import MANIFEST_NAME, Manifest
+from bushu.package.manifest import MANIFEST_NAME, Manifest, canonical_digest
 
 _CHUNK = 1 << 20
 
@@ -46,15 +46,17 @@ def read_manifest(directory: str | os.PathLike[str]) -> Manifest:
     if not isinstance(body, dict):
         raise IntegrityError(f"{path}: expected a JSON object", files=[MANIFEST_NAME])
     stated = body.pop("digest", None)
-    try:
-        manifest = Manifest.model_validate(body)
-    except ValidationError as exc:
-        raise IntegrityError(f"{path}: invalid manifest:\n{exc}", files=[MANIFEST_NAME]) from None
-    if stated != manifest.digest():
+    # The digest covers the manifest as written, so fields added by later versions of bushu
+    # (with defaults) do not invalidate packages written before them.
+    if stated != canonical_digest(body):
         raise IntegrityError(
             f"{path}: the manifest was modified after it was written (digest mismatch)",
             files=[MANIFEST_NAME],
         )
+    try:
+        manifest = Manifest.model_validate(body)
+    except ValidationError as exc:
+        raise IntegrityError(f"{path}: invalid manifest:\n{exc}", files=[MANIFEST_NAME]) from None
     return manifest
 
 

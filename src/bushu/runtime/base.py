@@ -96,11 +96,11 @@ class Model(ABC):
         unknown = [n for n in wanted if n not in self._output_names]
         if unknown:
             raise InvalidInput(f"unknown output(s) {unknown}; the model gives {self._output_names}")
-        return self._run(arrays, wanted)
+        return self.run_checked(arrays, wanted)
 
     @abstractmethod
-    def _run(self, arrays: dict[str, np.ndarray], outputs: list[str]) -> dict[str, np.ndarray]:
-        """Run checked inputs; return the named outputs."""
+    def run_checked(self, arrays: dict[str, np.ndarray], outputs: list[str]) -> dict[str, np.ndarray]:
+        """Run inputs that `check_inputs` already accepted; return the named outputs."""
 
     def close(self) -> None:
         """Release what the backend holds; the default holds nothing that needs it."""

@@ -10,12 +10,12 @@ from bushu.package.store import read_manifest, verify_package
 from bushu.runtime.base import Backend, Model
 
 
-def backend_for(name: str) -> Backend:
+def backend_for(name: str, threads: int | None = None) -> Backend:
     """Backends are imported only when a variant needs them, so `import bushu` stays light."""
     if name == "onnxruntime":
         from bushu.runtime.onnxruntime import OnnxRuntimeBackend
 
-        return OnnxRuntimeBackend()
+        return OnnxRuntimeBackend(threads)
     raise NotFound(f"backend {name!r} is not available in this version of bushu")
 
 
@@ -25,11 +25,12 @@ def load(
     *,
     device: str | None = None,
     verify: bool = True,
+    threads: int | None = None,
 ) -> Model:
     """Load a package's variant (the manifest's default when none is named).
 
     With `verify` (the default) every file is re-hashed first: a package that changed since it
-    was written is refused rather than run.
+    was written is refused rather than run. `threads` caps the backend's intra-op threads.
     """
     root = Path(directory)
     manifest = verify_package(root) if verify else read_manifest(root)
@@ -37,4 +38,4 @@ def load(
     if name not in manifest.variants:
         raise NotFound(f"variant {name!r} not in package {manifest.name}; it has {sorted(manifest.variants)}")
     chosen = manifest.variants[name]
-    return backend_for(chosen.backend).load(root, manifest, name, device or chosen.device)
+    return backend_for(chosen.backend, threads).load(root, manifest, name, device or chosen.device)

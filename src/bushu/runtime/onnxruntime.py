@@ -45,7 +45,7 @@ class OnnxRuntimeModel(Model):
         super().__init__(manifest, variant, device)
         self._session = session
 
-    def _run(self, arrays: dict[str, np.ndarray], outputs: list[str]) -> dict[str, np.ndarray]:
+    def run_checked(self, arrays: dict[str, np.ndarray], outputs: list[str]) -> dict[str, np.ndarray]:
         return dict(zip(outputs, self._session.run(outputs, arrays)))
 
 

@@ -1,0 +1,162 @@
+"""The HTTP front: Open Inference Protocol v2 routes over the dataplane (Starlette on uvicorn).
+
+Each route only translates: path and body in, dataplane call, JSON or binary out. Errors are
+`{"error": "..."}` with the status the `BushuError` carries; nothing a client sends yields 500.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import orjson
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from bushu.errors import BushuError
+from bushu.serve.batcher import Overloaded
+from bushu.serve.codec import HEADER_LENGTH, decode_request, encode_response
+from bushu.serve.dataplane import DataPlane
+from bushu.serve.metrics import ServerMetrics
+from bushu.serve.openapi import openapi_document
+from bushu.serve.repository import ModelRepository
+from bushu.serve.settings import ServeSettings
+
+log = logging.getLogger("bushu.serve")
+
+
+class PayloadTooLarge(BushuError):
+    status = 413
+
+
+def _json(body: object, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(orjson.dumps(body), status, headers=headers, media_type="application/json")
+
+
+def _status_only(ok: bool) -> Response:
+    return Response(status_code=200 if ok else 400)
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(f"request body of {declared} bytes exceeds the limit of {limit} bytes")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(f"request body exceeds the limit of {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def create_app(paths: list[Path], settings: ServeSettings | None = None) -> Starlette:
+    """The ASGI app serving every package and model repository in `paths`."""
+    settings = settings or ServeSettings()
+    metrics = ServerMetrics()
+    repository = ModelRepository(paths, settings, metrics)
+    plane = DataPlane(repository, metrics)
+
+    async def live(request: Request) -> Response:
+        return _status_only(plane.live())
+
+    async def ready(request: Request) -> Response:
+        return _status_only(plane.ready())
+
+    async def server_metadata(request: Request) -> Response:
+        return _json(plane.server_metadata())
+
+    async def model_metadata(request: Request) -> Response:
+        p = request.path_params
+        return _json(plane.model_metadata(p["model"], p.get("version")))
+
+    async def model_ready(request: Request) -> Response:
+        p = request.path_params
+        return _status_only(plane.model_ready(p["model"], p.get("version")))
+
+    async def infer(request: Request) -> Response:
+        p = request.path_params
+        body = await _read_body(request, settings.max_body_bytes)
+        model = plane.lookup(p["model"], p.get("version"))
+        try:
+            decoded = decode_request(body, request.headers.get(HEADER_LENGTH))
+        except BushuError as exc:
+            metrics.outcome(model.name, model.version, exc.status)
+            raise
+        outputs = await plane.infer(model, decoded)
+        payload, header_length = encode_response(model.name, model.version, decoded, outputs)
+        if header_length is None:
+            return Response(payload, media_type="application/json")
+        return Response(payload, media_type="application/octet-stream",
+                        headers={"Inference-Header-Content-Length": str(header_length)})
+
+    async def repository_index(request: Request) -> Response:
+        return _json(plane.repository_index())
+
+    async def repository_load(request: Request) -> Response:
+        await plane.load(request.path_params["model"])
+        return Response(status_code=200)
+
+    async def repository_unload(request: Request) -> Response:
+        await plane.unload(request.path_params["model"])
+        return Response(status_code=200)
+
+    async def prometheus(request: Request) -> Response:
+        return Response(metrics.render(), media_type="text/plain; version=0.0.4")
+
+    async def openapi(request: Request) -> Response:
+        return _json(openapi_document())
+
+    async def bushu_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, BushuError)
+        headers = {"Retry-After": str(int(max(1, exc.retry_after)))} if isinstance(exc, Overloaded) else None
+        return _json({"error": str(exc)}, exc.status, headers)
+
+    async def http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        return _json({"error": exc.detail}, exc.status_code, exc.headers)
+
+    async def unexpected(request: Request, exc: Exception) -> Response:
+        log.exception("unexpected error on %s", request.url.path)
+        return _json({"error": f"internal error: {type(exc).__name__}"}, 500)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await repository.load_all()
+        plane.started = True
+        try:
+            yield
+        finally:
+            plane.started = False
+            await repository.close()
+
+    models = "/v2/models/{model}"
+    versioned = "/v2/models/{model}/versions/{version}"
+    routes = [
+        Route("/v2/health/live", live),
+        Route("/v2/health/ready", ready),
+        Route("/v2", server_metadata),
+        Route(models, model_metadata),
+        Route(versioned, model_metadata),
+        Route(models + "/ready", model_ready),
+        Route(versioned + "/ready", model_ready),
+        Route(models + "/infer", infer, methods=["POST"]),
+        Route(versioned + "/infer", infer, methods=["POST"]),
+        Route("/v2/repository/index", repository_index, methods=["POST"]),
+        Route("/v2/repository/models/{model}/load", repository_load, methods=["POST"]),
+        Route("/v2/repository/models/{model}/unload", repository_unload, methods=["POST"]),
+        Route("/metrics", prometheus),
+        Route("/v2/openapi.json", openapi),
+    ]
+    app = Starlette(
+        routes=routes,
+        lifespan=lifespan,
+        exception_handlers={BushuError: bushu_error, HTTPException: http_error, Exception: unexpected},
+    )
+    app.state.dataplane = plane
+    return app

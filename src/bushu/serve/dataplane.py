@@ -1,0 +1,82 @@
+"""The transport-independent core of the server: health, metadata, inference, repository.
+
+HTTP routes (and later gRPC) only translate to and from these calls (MLServer's
+`handlers/dataplane.py` split). Nothing here knows about requests or responses on a wire.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import bushu
+from bushu.errors import BushuError
+from bushu.serve.codec import InferRequest
+from bushu.serve.metrics import ServerMetrics
+from bushu.serve.repository import LoadedModel, ModelRepository
+
+_PLATFORM = {"onnxruntime": "onnxruntime_onnx", "openvino": "openvino", "pytorch": "pytorch_torchscript"}
+
+
+class DataPlane:
+    def __init__(self, repository: ModelRepository, metrics: ServerMetrics) -> None:
+        self.repository = repository
+        self.metrics = metrics
+        self.started = False
+
+    def live(self) -> bool:
+        return True
+
+    def ready(self) -> bool:
+        return self.started
+
+    def server_metadata(self) -> dict[str, Any]:
+        return {
+            "name": "bushu",
+            "version": bushu.__version__,
+            "extensions": ["binary_tensor_data", "model_repository"],
+        }
+
+    def model_ready(self, name: str, version: str | None = None) -> bool:
+        try:
+            self.repository.get(name, version)
+        except BushuError:
+            return False
+        return True
+
+    def model_metadata(self, name: str, version: str | None = None) -> dict[str, Any]:
+        model = self.repository.get(name, version)
+        manifest = model.manifest
+        variant = manifest.variants[manifest.default_variant]
+        return {
+            "name": name,
+            "versions": self.repository.versions(name) if version is None else [version],
+            "platform": _PLATFORM.get(variant.backend, variant.backend),
+            "inputs": [{"name": s.name, "datatype": s.datatype, "shape": s.shape} for s in manifest.inputs],
+            "outputs": [{"name": s.name, "datatype": s.datatype, "shape": s.shape} for s in manifest.outputs],
+            "parameters": {"task": manifest.task, "variant": manifest.default_variant,
+                           **({"labels": manifest.labels} if manifest.labels else {})},
+        }
+
+    def lookup(self, name: str, version: str | None = None) -> LoadedModel:
+        return self.repository.get(name, version)
+
+    async def infer(self, model: LoadedModel, request: InferRequest) -> dict[str, Any]:
+        """Run one decoded request through the model's batcher; counts the outcome."""
+        start = time.perf_counter()
+        try:
+            outputs = await model.batcher.infer(request.inputs, request.outputs)
+        except BushuError as exc:
+            self.metrics.outcome(model.name, model.version, exc.status)
+            raise
+        self.metrics.outcome(model.name, model.version, 200, time.perf_counter() - start)
+        return outputs
+
+    def repository_index(self) -> list[dict[str, str]]:
+        return self.repository.index()
+
+    async def load(self, name: str) -> None:
+        await self.repository.load(name)
+
+    async def unload(self, name: str) -> None:
+        await self.repository.unload(name)

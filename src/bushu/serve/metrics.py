@@ -1,0 +1,69 @@
+"""Prometheus metrics for the server, in a registry of its own (one per app, so tests can
+run several servers in one process)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from bushu.serve.batcher import BatchObserver
+
+_LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+_BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
+
+
+class ServerMetrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        labels = ["model", "version"]
+        self.requests = Counter(
+            "bushu_requests", "Inference requests by outcome (ok, client_error, overloaded, timeout, error)",
+            [*labels, "outcome"], registry=self.registry,
+        )
+        self.request_seconds = Histogram(
+            "bushu_request_seconds", "Time from decoded request to encoded response", labels,
+            buckets=_LATENCY_BUCKETS, registry=self.registry,
+        )
+        self.queue_seconds = Histogram(
+            "bushu_queue_seconds", "Time a request waited in the batch queue", labels,
+            buckets=_LATENCY_BUCKETS, registry=self.registry,
+        )
+        self.compute_seconds = Histogram(
+            "bushu_compute_seconds", "Time one batch spent in the model", labels,
+            buckets=_LATENCY_BUCKETS, registry=self.registry,
+        )
+        self.batch_size = Histogram(
+            "bushu_batch_size", "Rows per batch run by the model", labels,
+            buckets=_BATCH_BUCKETS, registry=self.registry,
+        )
+        self.queue_depth = Gauge("bushu_queue_depth", "Requests waiting in the batch queue", labels,
+                                 registry=self.registry)
+
+    def observer(self, model: str, version: str) -> BatchObserver:
+        queued = self.queue_seconds.labels(model, version)
+        computed = self.compute_seconds.labels(model, version)
+        batch = self.batch_size.labels(model, version)
+        depth = self.queue_depth.labels(model, version)
+
+        def on_compute(seconds: float, rows: int) -> None:
+            computed.observe(seconds)
+            batch.observe(rows)
+
+        return BatchObserver(queued=queued.observe, computed=on_compute, depth=depth.set)
+
+    def outcome(self, model: str, version: str, status: int, seconds: float | None = None) -> None:
+        if status < 400:
+            outcome = "ok"
+        elif status == 504:
+            outcome = "timeout"
+        elif status in (429, 503):
+            outcome = "overloaded"
+        elif status < 500:
+            outcome = "client_error"
+        else:
+            outcome = "error"
+        self.requests.labels(model, version, outcome).inc()
+        if seconds is not None:
+            self.request_seconds.labels(model, version).observe(seconds)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,137 @@
+"""The models a server holds: loaded from its repository folders, replaced and unloaded
+without losing a request.
+
+A request looks its model up and enters the model's batcher in one step of the event loop, so
+a version that is replaced or unloaded afterwards still answers every request it accepted:
+the old batcher drains before it closes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import bushu
+from bushu.errors import InvalidInput, NotFound
+from bushu.package.manifest import Manifest
+from bushu.package.store import scan_repository, verify_package
+from bushu.serve.batcher import Batcher
+from bushu.serve.metrics import ServerMetrics
+from bushu.serve.settings import ServeSettings
+
+log = logging.getLogger("bushu.serve")
+_MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
+
+
+@dataclass
+class LoadedModel:
+    name: str
+    version: str
+    path: Path
+    manifest: Manifest
+    batcher: Batcher
+
+
+def _version_key(version: str) -> tuple:
+    return (0, int(version), "") if version.isdigit() else (1, 0, version)
+
+
+class ModelRepository:
+    def __init__(self, roots: list[Path], settings: ServeSettings, metrics: ServerMetrics) -> None:
+        self.roots = [Path(r).resolve() for r in roots]
+        self.settings = settings
+        self.metrics = metrics
+        self._loaded: dict[tuple[str, str], LoadedModel] = {}
+        self._lock = asyncio.Lock()
+
+    def available(self) -> dict[tuple[str, str], Path]:
+        found: dict[tuple[str, str], Path] = {}
+        for root in self.roots:
+            for key, path in scan_repository(root).items():
+                found.setdefault(key, path)
+        return found
+
+    def get(self, name: str, version: str | None = None) -> LoadedModel:
+        if version is not None:
+            try:
+                return self._loaded[(name, version)]
+            except KeyError:
+                raise NotFound(f"model {name!r} version {version!r} is not loaded") from None
+        versions = [v for (n, v) in self._loaded if n == name]
+        if not versions:
+            raise NotFound(f"model {name!r} is not loaded")
+        return self._loaded[(name, max(versions, key=_version_key))]
+
+    def versions(self, name: str) -> list[str]:
+        return sorted((v for (n, v) in self._loaded if n == name), key=_version_key)
+
+    def loaded(self) -> list[LoadedModel]:
+        return list(self._loaded.values())
+
+    def index(self) -> list[dict[str, str]]:
+        entries = []
+        for (name, version), _ in sorted(self.available().items()):
+            state = "READY" if (name, version) in self._loaded else "UNAVAILABLE"
+            entries.append({"name": name, "version": version, "state": state})
+        return entries
+
+    async def load_all(self) -> None:
+        for name in sorted({n for (n, _) in self.available()}):
+            await self.load(name)
+
+    async def load(self, name: str) -> list[LoadedModel]:
+        """Load (or reload) every version of `name` found in the repository folders."""
+        if not _MODEL_NAME.match(name):
+            raise InvalidInput(f"{name!r} is not a model name")
+        async with self._lock:
+            paths = {v: p for (n, v), p in self.available().items() if n == name}
+            if not paths:
+                raise NotFound(f"no model {name!r} in the repository")
+            loaded = []
+            for version, path in sorted(paths.items()):
+                fresh = await self._open(name, version, path)
+                old = self._loaded.get((name, version))
+                self._loaded[(name, version)] = fresh
+                log.info("loaded %s/%s from %s (manifest %s)", name, version, path, fresh.manifest.digest()[:16])
+                if old is not None:
+                    await old.batcher.close()
+                loaded.append(fresh)
+            return loaded
+
+    async def unload(self, name: str) -> None:
+        async with self._lock:
+            keys = [k for k in self._loaded if k[0] == name]
+            if not keys:
+                raise NotFound(f"model {name!r} is not loaded")
+            for key in keys:
+                model = self._loaded.pop(key)
+                await model.batcher.close()
+                log.info("unloaded %s/%s", *key)
+
+    async def close(self) -> None:
+        async with self._lock:
+            models, self._loaded = list(self._loaded.values()), {}
+        for model in models:
+            await model.batcher.close()
+
+    async def _open(self, name: str, version: str, path: Path) -> LoadedModel:
+        settings = self.settings
+
+        def load_instances() -> tuple[Manifest, list[bushu.runtime.Model]]:
+            manifest = verify_package(path)
+            threads = settings.threads or None
+            return manifest, [bushu.load(path, verify=False, threads=threads) for _ in range(settings.instances)]
+
+        manifest, instances = await asyncio.to_thread(load_instances)
+        batcher = Batcher(
+            instances,
+            max_batch_size=settings.max_batch_size,
+            max_queue_delay=settings.max_queue_delay_ms / 1000,
+            max_queue_size=settings.max_queue_size,
+            timeout=settings.timeout_s,
+            observer=self.metrics.observer(name, version),
+        )
+        return LoadedModel(name, version, path, manifest, batcher)
