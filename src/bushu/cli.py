@@ -232,3 +232,7 @@ def demo(
     from bushu.demo import run_demo
 
     run_demo(workdir, out)
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,76 @@
+"""Loading without loss: replacing or unloading a version, and SIGTERM, under load."""
+
+import asyncio
+import signal
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+import numpy as np
+
+from bushu.serve.settings import ServeSettings
+from fixtures.servers import ProcessServer, ThreadServer
+
+TINY = {"inputs": [{"name": "x", "datatype": "FP32", "shape": [1, 6], "data": [0.5] * 6}]}
+SLOW = {"inputs": [{"name": "x", "datatype": "FP32", "shape": [1, 1024], "data": np.ones(1024).tolist()}]}
+
+
+def test_replacing_a_version_under_load_loses_no_request(repository):
+    async def scenario(url):
+        async with httpx.AsyncClient(base_url=url, timeout=60) as client:
+            stop = asyncio.Event()
+
+            async def load_loop(path):
+                statuses = []
+                while not stop.is_set():
+                    statuses.append((await client.post(path, json=TINY)).status_code)
+                return statuses
+
+            workers = [asyncio.create_task(load_loop(p)) for p in
+                       ["/v2/models/tiny/infer", "/v2/models/tiny/versions/1/infer"] * 4]
+            reloads = []
+            for _ in range(4):
+                await asyncio.sleep(0.05)  # let traffic flow between replacements
+                reloads.append((await client.post("/v2/repository/models/tiny/load")).status_code)
+            stop.set()
+            return reloads, [s for w in workers for s in await w]
+
+    with ThreadServer([repository]) as server:
+        reloads, statuses = asyncio.run(scenario(server.url))
+    assert reloads == [200] * 4
+    assert len(statuses) > 50 and set(statuses) == {200}, {s: statuses.count(s) for s in set(statuses)}
+
+
+def test_unloading_answers_every_request_already_accepted(slow_package):
+    async def scenario(url):
+        async with httpx.AsyncClient(base_url=url, timeout=60) as client:
+            accepted = [asyncio.create_task(client.post("/v2/models/slow/infer", json=SLOW)) for _ in range(6)]
+            while "bushu_queue_depth" not in (text := (await client.get("/metrics")).text) or \
+                    'bushu_queue_depth{model="slow",version="1"} 0.0' in text:
+                await asyncio.sleep(0.005)
+            unload = await client.post("/v2/repository/models/slow/unload")
+            after = await client.post("/v2/models/slow/infer", json=SLOW)
+            return [r.status_code for r in await asyncio.gather(*accepted)], unload.status_code, after
+
+    with ThreadServer([slow_package], ServeSettings(max_batch_size=1, threads=1)) as server:
+        statuses, unload, after = asyncio.run(scenario(server.url))
+    assert statuses == [200] * 6 and unload == 200
+    assert after.status_code == 404 and "not loaded" in after.json()["error"]
+
+
+def test_sigterm_drains_in_flight_requests_before_exit(slow_package):
+    with ProcessServer(str(slow_package), "--max-batch-size", "1", "--threads", "1") as server:
+        with ThreadPoolExecutor(10) as pool:
+            futures = [pool.submit(httpx.post, server.url + "/v2/models/slow/infer", json=SLOW, timeout=60)
+                       for _ in range(10)]
+            deadline = time.monotonic() + 30
+            while True:  # wait until requests are queued in the server
+                assert time.monotonic() < deadline, "requests never queued up"
+                text = httpx.get(server.url + "/metrics").text
+                depth = [ln for ln in text.splitlines() if ln.startswith("bushu_queue_depth{")]
+                if depth and float(depth[0].split()[-1]) >= 3:
+                    break
+            code = server.terminate()
+            statuses = [f.result().status_code for f in futures]
+    assert statuses == [200] * 10
+    assert code in (0, -signal.SIGTERM)  # uvicorn re-raises the signal after its graceful shutdown
