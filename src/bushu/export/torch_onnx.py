@@ -163,10 +163,13 @@ def _measure(
     for sizes in _verification_sizes(specs):
         arrays = random_inputs(specs, sizes, rng, value_ranges)
         want = _torch_outputs(module, arrays, specs)
-        got = session.run(output_names, arrays)
+        shapes = ", ".join(f"{k}={list(v.shape)}" for k, v in arrays.items())
+        try:
+            got = session.run(output_names, arrays)
+        except Exception as exc:  # onnxruntime raises its own types; a failing run is a miss
+            return worst, f"the exported model fails at inputs {shapes}: {str(exc).splitlines()[0]}"
         if len(want) != len(got):
             return worst, f"the module returned {len(want)} outputs, the ONNX model {len(got)}"
-        shapes = ", ".join(f"{k}={list(v.shape)}" for k, v in arrays.items())
         for name, g, w in zip(output_names, got, want):
             err = relative_error(g, w)
             worst[name] = max(worst[name], err)
