@@ -129,12 +129,71 @@ def inspect(
 
 @app.command()
 @_user_errors
-def verify(package: Annotated[Path, typer.Argument(help="package directory")]) -> None:
-    """Re-hash every file of a package; fail, naming each file that changed."""
+def verify(
+    package: Annotated[Path, typer.Argument(help="package directory")],
+    pubkey: Annotated[Path | None, typer.Option(help="also check the signature against this public key")] = None,
+) -> None:
+    """Re-hash every file of a package (and check its signature); fail, naming what changed."""
     from bushu.package.store import verify_package
 
+    if pubkey is not None:
+        from bushu.package.signing import verify_signed_package
+
+        manifest = verify_signed_package(package, pubkey)
+        out.print(f"ok: {package} — signed by {pubkey.name}; manifest and {len(manifest.files)} file(s) match")
+        return
     manifest = verify_package(package)
     out.print(f"ok: {package} — manifest and {len(manifest.files)} file(s) match")
+
+
+@app.command()
+@_user_errors
+def keygen(
+    output: Annotated[Path, typer.Option("-o", "--output", help="private key file to write (public key: OUTPUT.pub)")],
+    aes: Annotated[bool, typer.Option("--aes", help="write a 256-bit AES key for `bushu encrypt` instead")] = False,
+) -> None:
+    """Make a signing key pair (EC P-256, PEM) or an AES-256 key for encryption."""
+    if aes:
+        from bushu.package.encryption import generate_key
+
+        out.print(f"wrote AES-256 key {output} (key id {generate_key(output)})", highlight=False)
+    else:
+        from bushu.package.signing import generate_keypair
+
+        public = generate_keypair(output)
+        out.print(f"wrote private key {output} and public key {public}", highlight=False)
+
+
+@app.command()
+@_user_errors
+def sign(
+    package: Annotated[Path, typer.Argument(help="package directory")],
+    key: Annotated[Path, typer.Option(help="EC P-256 private key (PEM) from `bushu keygen`")],
+) -> None:
+    """Sign a package (OpenSSF model-signing format, written to model.sig)."""
+    from bushu.package.signing import sign_package
+
+    out.print(f"signed {package} → {sign_package(package, key)}", highlight=False)
+
+
+@app.command()
+@_user_errors
+def encrypt(
+    package: Annotated[Path, typer.Argument(help="package directory")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="encrypted package directory to write")],
+    key_file: Annotated[Path | None, typer.Option(help="AES-256 key file (else $BUSHU_KEY)")] = None,
+    force: Annotated[bool, typer.Option(help="replace OUTPUT if it exists")] = False,
+) -> None:
+    """Copy a package with its model and weight files encrypted (AES-256-GCM)."""
+    from bushu.package.encryption import KEY_ENV, encrypt_package, load_key
+
+    key = load_key(key_file)
+    if key is None:
+        raise InvalidInput(f"no key: pass --key-file or set ${KEY_ENV}")
+    manifest = encrypt_package(package, output, key, force=force)
+    assert manifest.encryption is not None
+    out.print(f"encrypted {', '.join(manifest.encryption.files)} → {output} (key id {manifest.encryption.key_id})",
+              highlight=False)
 
 
 @app.command()
@@ -144,6 +203,7 @@ def infer(
     input: Annotated[list[str], typer.Option("--input", help="NAME=file.npy for each input")],
     variant: Annotated[str | None, typer.Option(help="variant to run (default: the manifest's)")] = None,
     save_to: Annotated[Path | None, typer.Option("--out", help="directory to write OUTPUT.npy files")] = None,
+    decrypt_key: Annotated[Path | None, typer.Option(help="AES key file for an encrypted package (else $BUSHU_KEY)")] = None,
 ) -> None:
     """Run a package on .npy inputs; print the outputs (and write them with --out)."""
     import numpy as np
@@ -159,7 +219,9 @@ def infer(
             arrays[name] = np.load(file, allow_pickle=False)
         except (OSError, ValueError) as exc:
             raise InvalidInput(f"--input {item!r}: cannot read {file} as .npy ({exc})") from None
-    results = bushu.load(package, variant).infer(arrays)
+    from bushu.package.encryption import load_key
+
+    results = bushu.load(package, variant, key=load_key(decrypt_key)).infer(arrays)
     if save_to:
         save_to.mkdir(parents=True, exist_ok=True)
         for name, value in results.items():
@@ -203,24 +265,38 @@ def serve(
     timeout: Annotated[float, typer.Option(min=0.001, help="seconds before a request is answered 504")] = 30.0,
     max_body_mb: Annotated[float, typer.Option(min=0.001, help="largest request body (413 above)")] = 64.0,
     threads: Annotated[int, typer.Option(min=0, help="intra-op threads per instance (0: runtime default)")] = 0,
+    require_signature: Annotated[Path | None, typer.Option(help="public key every package must be signed with")] = None,
+    decrypt_key: Annotated[Path | None, typer.Option(help="AES key file for encrypted packages (else $BUSHU_KEY)")] = None,
+    tokens: Annotated[Path | None, typer.Option(help="JSON token file: bearer tokens with scopes and rate limits")] = None,
+    rate_limit: Annotated[float | None, typer.Option(min=0.001, help="requests/s per client address without tokens")] = None,
+    ssl_certfile: Annotated[Path | None, typer.Option(help="TLS certificate (PEM)")] = None,
+    ssl_keyfile: Annotated[Path | None, typer.Option(help="TLS private key (PEM)")] = None,
+    audit_log: Annotated[Path | None, typer.Option(help="also append audit lines to this file")] = None,
 ) -> None:
     """Serve packages over the Open Inference Protocol v2 (HTTP), with dynamic batching."""
+    from bushu.package.encryption import load_key
+    from bushu.serve.auth import load_tokens
     from bushu.serve.server import serve as run_server
     from bushu.serve.settings import ServeSettings
 
     for path in paths:
         if not path.is_dir():
             raise InvalidInput(f"{path}: not a package or model repository directory")
+    if bool(ssl_certfile) != bool(ssl_keyfile):
+        raise InvalidInput("TLS needs both --ssl-certfile and --ssl-keyfile")
     settings = ServeSettings(
         max_batch_size=max_batch_size, max_queue_delay_ms=max_queue_delay_ms, max_queue_size=max_queue_size,
         instances=instances, timeout_s=timeout, max_body_bytes=int(max_body_mb * 1024 * 1024), threads=threads,
+        require_signature=require_signature, decrypt_key=load_key(decrypt_key),
+        tokens=tuple(load_tokens(tokens)) if tokens else (), anonymous_rate_per_s=rate_limit,
     )
 
-    def announce(bound_host: str, bound_port: int) -> None:
-        out.print(f"bushu serving on http://{bound_host}:{bound_port}", highlight=False)
+    def announce(scheme: str, bound_host: str, bound_port: int) -> None:
+        out.print(f"bushu serving on {scheme}://{bound_host}:{bound_port}", highlight=False)
         sys.stdout.flush()
 
-    run_server(paths, host=host, port=port, settings=settings, on_bound=announce)
+    run_server(paths, host=host, port=port, settings=settings, on_bound=announce,
+               ssl_certfile=ssl_certfile, ssl_keyfile=ssl_keyfile, audit_log=audit_log)
 
 
 @app.command()

@@ -97,6 +97,14 @@ class Provenance(_Strict):
     weights_file: str | None = None
 
 
+class Encryption(_Strict):
+    """Which files are encrypted at rest, and with which key (by id, never the key itself)."""
+
+    algorithm: Literal["AES-256-GCM"] = "AES-256-GCM"
+    key_id: str = Field(pattern=r"^[0-9a-f]{16}$")
+    files: list[str] = Field(min_length=1)
+
+
 def _is_safe_relative(path: str) -> bool:
     parts = path.replace("\\", "/").split("/")
     return bool(path) and not path.startswith("/") and ".." not in parts and "" not in parts
@@ -117,6 +125,7 @@ class Manifest(_Strict):
     default_variant: str
     metrics: dict[str, float] = Field(default_factory=dict)
     provenance: Provenance
+    encryption: Encryption | None = None
     #: SHA-256 of every file in the package but the manifest itself, by relative path.
     files: dict[str, str] = Field(default_factory=dict)
 
@@ -138,6 +147,10 @@ class Manifest(_Strict):
         for key, variant in self.variants.items():
             if variant.file not in self.files:
                 raise ValueError(f"variant {key!r} runs {variant.file!r}, which is not listed in files")
+        if self.encryption is not None:
+            unlisted = [f for f in self.encryption.files if f not in self.files]
+            if unlisted:
+                raise ValueError(f"encrypted files {unlisted} are not listed in files")
         weights = self.provenance.weights_file
         if weights is not None and weights not in self.files:
             raise ValueError(f"provenance names weights {weights!r}, which is not listed in files")

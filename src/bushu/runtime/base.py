@@ -107,9 +107,15 @@ class Model(ABC):
 
 
 class Backend(Protocol):
-    """Loads a variant of a package; one implementation per runtime."""
+    """Loads a variant of a package; one implementation per runtime.
+
+    `data` is the variant file's plaintext when the package is encrypted: the backend must
+    load from those bytes and never write them to disk.
+    """
 
     name: str
 
-    def load(self, package: Path, manifest: Manifest, variant: str, device: str) -> Model: ...
+    def load(
+        self, package: Path, manifest: Manifest, variant: str, device: str, data: bytes | None = None
+    ) -> Model: ...
 

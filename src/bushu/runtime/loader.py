@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 from bushu.errors import NotFound
+from bushu.package.encryption import load_key, read_file
 from bushu.package.store import read_manifest, verify_package
 from bushu.runtime.base import Backend, Model
 
@@ -26,11 +27,13 @@ def load(
     device: str | None = None,
     verify: bool = True,
     threads: int | None = None,
+    key: bytes | None = None,
 ) -> Model:
     """Load a package's variant (the manifest's default when none is named).
 
     With `verify` (the default) every file is re-hashed first: a package that changed since it
     was written is refused rather than run. `threads` caps the backend's intra-op threads.
+    An encrypted package needs `key` (or $BUSHU_KEY); it is decrypted in memory only.
     """
     root = Path(directory)
     manifest = verify_package(root) if verify else read_manifest(root)
@@ -38,4 +41,7 @@ def load(
     if name not in manifest.variants:
         raise NotFound(f"variant {name!r} not in package {manifest.name}; it has {sorted(manifest.variants)}")
     chosen = manifest.variants[name]
-    return backend_for(chosen.backend, threads).load(root, manifest, name, device or chosen.device)
+    data = None
+    if manifest.encryption is not None:
+        data = read_file(root, manifest, chosen.file, key if key is not None else load_key())
+    return backend_for(chosen.backend, threads).load(root, manifest, name, device or chosen.device, data)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bushu.errors import BushuError
+from bushu.errors import BushuError, PackageError
 from bushu.package.manifest import Manifest
 from bushu.runtime.base import Model
 
@@ -55,11 +55,17 @@ class OnnxRuntimeBackend:
     def __init__(self, threads: int | None = None) -> None:
         self.threads = threads
 
-    def load(self, package: Path, manifest: Manifest, variant: str, device: str) -> Model:
+    def load(
+        self, package: Path, manifest: Manifest, variant: str, device: str, data: bytes | None = None
+    ) -> Model:
         import onnxruntime as ort
 
-        path = package / manifest.variants[variant].file
-        session = ort.InferenceSession(
-            str(path), sess_options=session_options(self.threads), providers=providers_for(device)
-        )
+        source = data if data is not None else str(package / manifest.variants[variant].file)
+        try:
+            session = ort.InferenceSession(
+                source, sess_options=session_options(self.threads), providers=providers_for(device)
+            )
+        except Exception as exc:  # onnxruntime's own error types; a file it cannot load is the package's fault
+            first = next((ln for ln in str(exc).splitlines() if ln.strip()), type(exc).__name__)
+            raise PackageError(f"{manifest.name}: onnxruntime cannot load {manifest.variants[variant].file}: {first}") from None
         return OnnxRuntimeModel(manifest, variant, device, session)

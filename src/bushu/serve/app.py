@@ -14,11 +14,13 @@ from pathlib import Path
 import orjson
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from bushu.errors import BushuError
+from bushu.serve.auth import AccessControl
 from bushu.serve.batcher import Overloaded
 from bushu.serve.codec import HEADER_LENGTH, decode_request, encode_response
 from bushu.serve.dataplane import DataPlane
@@ -99,11 +101,11 @@ def create_app(paths: list[Path], settings: ServeSettings | None = None) -> Star
         return _json(plane.repository_index())
 
     async def repository_load(request: Request) -> Response:
-        await plane.load(request.path_params["model"])
+        await plane.load(request.path_params["model"], getattr(request.state, "token", "anonymous"))
         return Response(status_code=200)
 
     async def repository_unload(request: Request) -> Response:
-        await plane.unload(request.path_params["model"])
+        await plane.unload(request.path_params["model"], getattr(request.state, "token", "anonymous"))
         return Response(status_code=200)
 
     async def prometheus(request: Request) -> Response:
@@ -153,9 +155,12 @@ def create_app(paths: list[Path], settings: ServeSettings | None = None) -> Star
         Route("/metrics", prometheus),
         Route("/v2/openapi.json", openapi),
     ]
+    guarded = bool(settings.tokens) or settings.anonymous_rate_per_s is not None
     app = Starlette(
         routes=routes,
         lifespan=lifespan,
+        middleware=[Middleware(AccessControl, tokens=list(settings.tokens),
+                               anonymous_rate=settings.anonymous_rate_per_s)] if guarded else [],
         exception_handlers={BushuError: bushu_error, HTTPException: http_error, Exception: unexpected},
     )
     app.state.dataplane = plane

@@ -75,8 +75,8 @@ class DataPlane:
     def repository_index(self) -> list[dict[str, str]]:
         return self.repository.index()
 
-    async def load(self, name: str) -> None:
-        await self.repository.load(name)
+    async def load(self, name: str, actor: str) -> None:
+        await self.repository.load(name, actor)
 
-    async def unload(self, name: str) -> None:
-        await self.repository.unload(name)
+    async def unload(self, name: str, actor: str) -> None:
+        await self.repository.unload(name, actor)

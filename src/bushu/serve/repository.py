@@ -15,14 +15,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import bushu
-from bushu.errors import InvalidInput, NotFound
+from bushu.errors import BushuError, InvalidInput, NotFound, PackageError
 from bushu.package.manifest import Manifest
-from bushu.package.store import scan_repository, verify_package
+from bushu.package.signing import verify_signed_package
+from bushu.package.store import read_manifest, scan_repository, verify_package
 from bushu.serve.batcher import Batcher
 from bushu.serve.metrics import ServerMetrics
 from bushu.serve.settings import ServeSettings
 
 log = logging.getLogger("bushu.serve")
+audit = logging.getLogger("bushu.audit")
 _MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
 
 
@@ -33,6 +35,16 @@ class LoadedModel:
     path: Path
     manifest: Manifest
     batcher: Batcher
+
+
+def check_package(path: Path, public_key: Path | None) -> Manifest:
+    """What the server demands of a package before it runs it: every file inside the package
+    folder (no links out), every hash right, and the signature when one is required."""
+    root = path.resolve()
+    for rel in read_manifest(path).files:
+        if not (path / rel).resolve().is_relative_to(root):
+            raise PackageError(f"{path}: {rel} resolves outside the package folder; refusing to load it")
+    return verify_signed_package(path, public_key) if public_key is not None else verify_package(path)
 
 
 def _version_key(version: str) -> tuple:
@@ -48,10 +60,15 @@ class ModelRepository:
         self._lock = asyncio.Lock()
 
     def available(self) -> dict[tuple[str, str], Path]:
+        """Packages in the repository folders; a package reached through a link out of its
+        folder is not offered."""
         found: dict[tuple[str, str], Path] = {}
         for root in self.roots:
             for key, path in scan_repository(root).items():
-                found.setdefault(key, path)
+                if path.resolve().is_relative_to(root):
+                    found.setdefault(key, path)
+                else:
+                    log.warning("ignoring %s: it resolves outside the repository folder %s", path, root)
         return found
 
     def get(self, name: str, version: str | None = None) -> LoadedModel:
@@ -80,9 +97,9 @@ class ModelRepository:
 
     async def load_all(self) -> None:
         for name in sorted({n for (n, _) in self.available()}):
-            await self.load(name)
+            await self.load(name, actor="startup")
 
-    async def load(self, name: str) -> list[LoadedModel]:
+    async def load(self, name: str, actor: str = "anonymous") -> list[LoadedModel]:
         """Load (or reload) every version of `name` found in the repository folders."""
         if not _MODEL_NAME.match(name):
             raise InvalidInput(f"{name!r} is not a model name")
@@ -92,16 +109,22 @@ class ModelRepository:
                 raise NotFound(f"no model {name!r} in the repository")
             loaded = []
             for version, path in sorted(paths.items()):
-                fresh = await self._open(name, version, path)
+                try:
+                    fresh = await self._open(name, version, path)
+                except BushuError as exc:
+                    audit.warning("action=load-refused model=%s version=%s by=%s reason=%r", name, version, actor,
+                                  str(exc).splitlines()[0])
+                    raise
                 old = self._loaded.get((name, version))
                 self._loaded[(name, version)] = fresh
-                log.info("loaded %s/%s from %s (manifest %s)", name, version, path, fresh.manifest.digest()[:16])
+                audit.info("action=%s model=%s version=%s digest=%s by=%s path=%s", "reload" if old else "load",
+                           name, version, fresh.manifest.digest(), actor, path)
                 if old is not None:
                     await old.batcher.close()
                 loaded.append(fresh)
             return loaded
 
-    async def unload(self, name: str) -> None:
+    async def unload(self, name: str, actor: str = "anonymous") -> None:
         async with self._lock:
             keys = [k for k in self._loaded if k[0] == name]
             if not keys:
@@ -109,7 +132,7 @@ class ModelRepository:
             for key in keys:
                 model = self._loaded.pop(key)
                 await model.batcher.close()
-                log.info("unloaded %s/%s", *key)
+                audit.info("action=unload model=%s version=%s digest=%s by=%s", *key, model.manifest.digest(), actor)
 
     async def close(self) -> None:
         async with self._lock:
@@ -121,9 +144,12 @@ class ModelRepository:
         settings = self.settings
 
         def load_instances() -> tuple[Manifest, list[bushu.runtime.Model]]:
-            manifest = verify_package(path)
+            manifest = check_package(path, settings.require_signature)
             threads = settings.threads or None
-            return manifest, [bushu.load(path, verify=False, threads=threads) for _ in range(settings.instances)]
+            return manifest, [
+                bushu.load(path, verify=False, threads=threads, key=settings.decrypt_key)
+                for _ in range(settings.instances)
+            ]
 
         manifest, instances = await asyncio.to_thread(load_instances)
         batcher = Batcher(

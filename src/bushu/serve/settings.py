@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bushu.serve.auth import Token
 
 
 @dataclass(frozen=True)
@@ -18,6 +21,14 @@ class ServeSettings:
     max_body_bytes: int = 64 * 1024 * 1024
     #: Intra-op threads per model instance (0: the runtime's default).
     threads: int = 0
+    #: Public key every package must be signed with; unsigned or tampered packages are refused.
+    require_signature: Path | None = None
+    #: AES-256 key for encrypted packages (never printed).
+    decrypt_key: bytes | None = field(default=None, repr=False)
+    #: Bearer tokens; none means no authentication.
+    tokens: tuple[Token, ...] = ()
+    #: Requests per second per client address when no tokens are configured (None: unlimited).
+    anonymous_rate_per_s: float | None = None
 
     def __post_init__(self) -> None:
         for name in ("max_batch_size", "max_queue_size", "instances", "max_body_bytes"):

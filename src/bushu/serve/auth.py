@@ -1,0 +1,157 @@
+"""Bearer tokens with scopes, and per-token rate limits, as one pure ASGI middleware.
+
+Scopes: `infer` for inference and metadata, `admin` for the repository API and metrics. Health
+probes stay open. Tokens are compared by SHA-256 digest in constant time, and a token file may
+hold only digests, so reading it does not reveal the secrets.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import math
+import time
+from collections.abc import Awaitable, Callable, MutableMapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from bushu.errors import InvalidInput, NotFound
+
+Scope = MutableMapping[str, Any]
+ASGIApp = Callable[[Scope, Callable[[], Awaitable[Any]], Callable[[Any], Awaitable[None]]], Awaitable[None]]
+SCOPES = ("infer", "admin")
+
+
+@dataclass(frozen=True)
+class Token:
+    name: str
+    digest: bytes
+    scopes: frozenset[str]
+    #: Requests per second this token may make (None: unlimited), and the burst above it.
+    rate_per_s: float | None = None
+    burst: int = 10
+
+
+def digest(secret: str) -> bytes:
+    return hashlib.sha256(secret.encode()).digest()
+
+
+def load_tokens(path: Path) -> list[Token]:
+    """Read a token file: `{"tokens": [{"name", "token" | "sha256", "scopes", "rate_per_s"?, "burst"?}]}`."""
+    if not path.is_file():
+        raise NotFound(f"token file {path} does not exist")
+    try:
+        doc = orjson.loads(path.read_bytes())
+        entries = doc["tokens"]
+        tokens = []
+        for entry in entries:
+            scopes = frozenset(entry["scopes"])
+            unknown = scopes - set(SCOPES)
+            if unknown:
+                raise InvalidInput(f"token {entry['name']!r}: unknown scope(s) {sorted(unknown)}; use {SCOPES}")
+            secret = bytes.fromhex(entry["sha256"]) if "sha256" in entry else digest(entry["token"])
+            rate = entry.get("rate_per_s")
+            tokens.append(Token(str(entry["name"]), secret, scopes, float(rate) if rate else None,
+                                int(entry.get("burst", 10))))
+    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+        raise InvalidInput(f"{path}: not a valid token file ({type(exc).__name__}: {exc})") from None
+    names = [t.name for t in tokens]
+    if len(set(names)) != len(names) or len({t.digest for t in tokens}) != len(tokens):
+        raise InvalidInput(f"{path}: token names and secrets must be unique")
+    return tokens
+
+
+def required_scope(path: str) -> str | None:
+    if path.startswith("/v2/health/"):
+        return None
+    if path.startswith("/v2/repository/") or path == "/metrics":
+        return "admin"
+    return "infer"
+
+
+class TokenBucket:
+    """`rate` requests per second on average, up to `burst` at once."""
+
+    def __init__(self, rate: float, burst: int) -> None:
+        self.rate, self.capacity = rate, float(max(1, burst))
+        self.level, self.updated = self.capacity, time.monotonic()
+
+    def take(self) -> float:
+        """0 if a request may pass now, else the seconds until one may."""
+        now = time.monotonic()
+        self.level = min(self.capacity, self.level + (now - self.updated) * self.rate)
+        self.updated = now
+        if self.level >= 1:
+            self.level -= 1
+            return 0.0
+        return (1 - self.level) / self.rate
+
+
+async def _reply(send: Callable[[Any], Awaitable[None]], status: int, message: str,
+                 headers: list[tuple[bytes, bytes]] = ()) -> None:
+    body = orjson.dumps({"error": message})
+    await send({"type": "http.response.start", "status": status, "headers": [
+        (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), *headers]})
+    await send({"type": "http.response.body", "body": body})
+
+
+class AccessControl:
+    """ASGI middleware: authenticate, authorise by scope, rate-limit; records the token's name
+    in `scope["state"]["token"]` for the audit log."""
+
+    def __init__(self, app: ASGIApp, tokens: list[Token], anonymous_rate: float | None = None,
+                 anonymous_burst: int = 10) -> None:
+        self.app = app
+        self.tokens = tokens
+        self.anonymous_rate = anonymous_rate
+        self.anonymous_burst = anonymous_burst
+        self.buckets: dict[str, TokenBucket] = {}
+
+    def _find(self, header: bytes | None) -> Token | None:
+        if not header or not header[:7].lower() == b"bearer ":
+            return None
+        presented = hashlib.sha256(header[7:].strip()).digest()
+        found = None
+        for token in self.tokens:  # no early exit: the time taken does not tell which token matched
+            if hmac.compare_digest(token.digest, presented):
+                found = token
+        return found
+
+    def _limit(self, key: str, rate: float | None, burst: int) -> float:
+        if rate is None:
+            return 0.0
+        bucket = self.buckets.get(key)
+        if bucket is None:
+            bucket = self.buckets[key] = TokenBucket(rate, burst)
+        return bucket.take()
+
+    async def __call__(self, scope: Scope, receive: Callable[[], Awaitable[Any]],
+                       send: Callable[[Any], Awaitable[None]]) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        needed = required_scope(scope["path"])
+        name = "anonymous"
+        if needed is not None and self.tokens:
+            header = next((v for k, v in scope["headers"] if k == b"authorization"), None)
+            token = self._find(header)
+            if token is None:
+                message = "a bearer token is required" if header is None else "the bearer token is not valid"
+                return await _reply(send, 401, message, [(b"www-authenticate", b'Bearer realm="bushu"')])
+            if needed not in token.scopes:
+                return await _reply(send, 403, f"token {token.name!r} lacks the {needed!r} scope")
+            name = token.name
+            wait = self._limit(name, token.rate_per_s, token.burst)
+        elif needed is not None:
+            client = scope.get("client") or ("unknown", 0)
+            name = f"anonymous@{client[0]}"
+            wait = self._limit(name, self.anonymous_rate, self.anonymous_burst)
+        else:
+            wait = 0.0
+        if wait > 0:
+            return await _reply(send, 429, f"rate limit exceeded for {name}",
+                                [(b"retry-after", str(math.ceil(wait)).encode())])
+        scope.setdefault("state", {})["token"] = name
+        await self.app(scope, receive, send)
