@@ -94,13 +94,14 @@ def verify_signature(directory: Path, public_key: Path) -> None:
         raise InvalidInput(f"{public_key}: not a usable EC P-256 public key ({exc})") from None
     try:
         config.set_hashing_config(_hashing()).verify(directory, signature)
-    except ValueError as exc:
-        files = _changed_files(str(exc))
-        detail = f"changed: {', '.join(files)}" if files else str(exc).splitlines()[0]
-        raise SignatureError(f"{directory}: signature does not match the package ({detail})", files=files) from None
-    except Exception as exc:  # a forged or corrupted bundle: cryptography's InvalidSignature, JSON errors
+    except Exception as exc:  # model-signing raises ValueError for a mismatch, many types for a bad bundle
+        message = str(exc)
+        if isinstance(exc, ValueError) and message.startswith("Signature mismatch"):
+            files = _changed_files(message)
+            detail = f"changed: {', '.join(files)}" if files else message.splitlines()[0]
+            raise SignatureError(f"{directory}: signature does not match the package ({detail})", files=files) from None
         raise SignatureError(
-            f"{directory}: signature is invalid for key {public_key.name} ({type(exc).__name__})",
+            f"{directory}: {SIGNATURE_NAME} is not a valid signature by {public_key.name} ({type(exc).__name__})",
             files=[SIGNATURE_NAME],
         ) from None
 

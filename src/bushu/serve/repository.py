@@ -17,7 +17,7 @@ from pathlib import Path
 import bushu
 from bushu.errors import BushuError, InvalidInput, NotFound, PackageError
 from bushu.package.manifest import Manifest
-from bushu.package.signing import verify_signed_package
+from bushu.package.signing import verify_signature
 from bushu.package.store import read_manifest, scan_repository, verify_package
 from bushu.serve.batcher import Batcher
 from bushu.serve.metrics import ServerMetrics
@@ -38,13 +38,16 @@ class LoadedModel:
 
 
 def check_package(path: Path, public_key: Path | None) -> Manifest:
-    """What the server demands of a package before it runs it: every file inside the package
-    folder (no links out), every hash right, and the signature when one is required."""
+    """What the server demands of a package before it runs it: the signature when one is
+    required (it covers the manifest), every file inside the package folder (no links out),
+    and every hash right."""
+    if public_key is not None:
+        verify_signature(path, public_key)
     root = path.resolve()
     for rel in read_manifest(path).files:
         if not (path / rel).resolve().is_relative_to(root):
             raise PackageError(f"{path}: {rel} resolves outside the package folder; refusing to load it")
-    return verify_signed_package(path, public_key) if public_key is not None else verify_package(path)
+    return verify_package(path)
 
 
 def _version_key(version: str) -> tuple:
