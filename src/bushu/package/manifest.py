@@ -84,6 +84,8 @@ class Variant(_Strict):
     #: Worst relative error per output against the source model, as measured at export.
     max_rel_error: dict[str, float] = Field(default_factory=dict)
     metrics: dict[str, float] = Field(default_factory=dict)
+    #: Backend settings, e.g. {"compile": true, "buckets": [1, 8, 32]} for the PyTorch backend.
+    options: dict[str, Any] = Field(default_factory=dict)
     notes: str = ""
 
 

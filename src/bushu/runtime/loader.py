@@ -17,6 +17,10 @@ def backend_for(name: str, threads: int | None = None) -> Backend:
         from bushu.runtime.onnxruntime import OnnxRuntimeBackend
 
         return OnnxRuntimeBackend(threads)
+    if name == "pytorch":
+        from bushu.runtime.pytorch import PyTorchBackend
+
+        return PyTorchBackend(threads)
     raise NotFound(f"backend {name!r} is not available in this version of bushu")
 
 

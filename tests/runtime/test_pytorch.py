@@ -1,0 +1,99 @@
+"""The PyTorch backend on the CPU: the same code path the GPU runs, device cpu."""
+
+import shutil
+
+import numpy as np
+import pytest
+
+import bushu
+from bushu.apps.vision.data import load_digits_split, to_tensors
+from bushu.errors import BushuError, PackageError
+from bushu.export.compare import relative_error
+from bushu.package import Variant, read_manifest
+from bushu.package.store import write_manifest
+
+
+def with_variants(package, out, **variants):
+    pkg = shutil.copytree(package, out)
+    manifest = read_manifest(pkg)
+    write_manifest(pkg, manifest.model_copy(update={"variants": {**manifest.variants, **variants}}))
+    return pkg
+
+
+def torch_variant(precision="fp32", **options):
+    return Variant(file="source/weights.safetensors", backend="pytorch", precision=precision, options=options)
+
+
+@pytest.fixture(scope="module")
+def images():
+    return to_tensors(load_digits_split().test_images[:64])
+
+
+@pytest.fixture(scope="module")
+def multi(vision_package, tmp_path_factory):
+    return with_variants(
+        vision_package, tmp_path_factory.mktemp("torch") / "digits",
+        **{"torch-fp32": torch_variant(), "torch-bf16": torch_variant("bf16"),
+           "torch-fp16": torch_variant("fp16"), "torch-buckets": torch_variant(buckets=[4, 16, 64])},
+    )
+
+
+def test_fp32_matches_onnxruntime(multi, images):
+    reference = bushu.load(multi).infer({"image": images})["logits"]
+    got = bushu.load(multi, "torch-fp32").infer({"image": images})["logits"]
+    assert got.dtype == np.float32 and relative_error(got, reference) < 1e-5
+
+
+@pytest.mark.parametrize("variant, bound", [("torch-bf16", 2e-2), ("torch-fp16", 2e-3)])
+def test_half_precisions_stay_within_their_bound(multi, images, variant, bound):
+    reference = bushu.load(multi).infer({"image": images})["logits"]
+    got = bushu.load(multi, variant).infer({"image": images})["logits"]
+    assert got.dtype == np.float32  # outputs come back as FP32, as the manifest says
+    assert relative_error(got, reference) < bound
+    assert (got.argmax(1) == reference.argmax(1)).mean() >= 0.98
+
+
+def test_bucket_padding_returns_exactly_the_real_rows(multi, images):
+    model = bushu.load(multi, "torch-buckets")
+    plain = bushu.load(multi, "torch-fp32")
+    for rows in (1, 3, 5, 17):
+        got = model.infer({"image": images[:rows]})["logits"]
+        assert got.shape == (rows, 10)
+        np.testing.assert_allclose(got, plain.infer({"image": images[:rows]})["logits"], rtol=1e-5, atol=1e-5)
+
+
+def test_the_pytorch_variant_is_served(multi, images):
+    import httpx
+
+    from bushu.serve.settings import ServeSettings
+    from fixtures.servers import ThreadServer
+
+    single = shutil.copytree(multi, multi.parent / "served")
+    write_manifest(single, read_manifest(multi).model_copy(update={"default_variant": "torch-bf16"}))
+    body = {"inputs": [{"name": "image", "datatype": "FP32", "shape": [2, 3, 32, 32], "data": images[:2].ravel().tolist()}]}
+    with ThreadServer([single], ServeSettings()) as server:
+        r = httpx.post(server.url + "/v2/models/digits-cnn/infer", json=body, timeout=30)
+        meta = httpx.get(server.url + "/v2/models/digits-cnn").json()
+    assert r.status_code == 200 and meta["platform"] == "pytorch_torchscript"
+    got = np.array(r.json()["outputs"][0]["data"], np.float32).reshape(2, 10)
+    reference = bushu.load(multi).infer({"image": images[:2]})["logits"]
+    assert relative_error(got, reference) < 2e-2
+
+
+def test_errors(multi, tiny_package, tmp_path):
+    with pytest.raises(BushuError, match="no CUDA device"):
+        bushu.load(multi, "torch-fp32", device="cuda")
+    broken = with_variants(tiny_package, tmp_path / "broken", torch=torch_variant())
+    manifest = read_manifest(broken)
+    write_manifest(broken, manifest.model_copy(update={
+        "provenance": manifest.provenance.model_copy(update={"source": "fixtures.tiny:TinyGRU"})}))
+    with pytest.raises(PackageError, match="weights do not fit fixtures.tiny:TinyGRU"):
+        bushu.load(broken, "torch")
+
+
+@pytest.mark.slow
+def test_compiled_variant_matches_eager(multi, images, tmp_path):
+    pkg = with_variants(multi, tmp_path / "compiled", compiled=torch_variant(compile=True, buckets=[8, 64]))
+    got = bushu.load(pkg, "compiled").infer({"image": images[:5]})["logits"]
+    want = bushu.load(pkg, "torch-fp32").infer({"image": images[:5]})["logits"]
+    assert relative_error(got, want) < 1e-4
