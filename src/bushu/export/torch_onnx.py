@@ -156,9 +156,12 @@ def _measure(
 
     from bushu.runtime.onnxruntime import session_options
 
-    session = ort.InferenceSession(str(path), sess_options=session_options(), providers=["CPUExecutionProvider"])
-    rng = np.random.default_rng(seed)
     worst = dict.fromkeys(output_names, 0.0)
+    try:
+        session = ort.InferenceSession(str(path), sess_options=session_options(), providers=["CPUExecutionProvider"])
+    except Exception as exc:  # an exporter can write a graph onnxruntime rejects
+        return worst, f"onnxruntime cannot load the exported model: {str(exc).splitlines()[0]}"
+    rng = np.random.default_rng(seed)
     miss: str | None = None
     for sizes in _verification_sizes(specs):
         arrays = random_inputs(specs, sizes, rng, value_ranges)
