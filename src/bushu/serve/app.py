@@ -26,6 +26,7 @@ from bushu.serve.codec import HEADER_LENGTH, decode_request, encode_response
 from bushu.serve.dataplane import DataPlane
 from bushu.serve.metrics import ServerMetrics
 from bushu.serve.openapi import openapi_document
+from bushu.serve.predict import natural_inputs
 from bushu.serve.repository import ModelRepository
 from bushu.serve.settings import ServeSettings
 
@@ -97,6 +98,14 @@ def create_app(paths: list[Path], settings: ServeSettings | None = None) -> Star
         return Response(payload, media_type="application/octet-stream",
                         headers={"Inference-Header-Content-Length": str(header_length)})
 
+    async def predict_route(request: Request) -> Response:
+        p = request.path_params
+        body = await _read_body(request, settings.max_body_bytes)
+        model = plane.lookup(p["model"], p.get("version"))
+        natural = natural_inputs(body, request.headers.get("content-type", ""))
+        results = await plane.predict(model, natural)
+        return _json({"predictions": results} if natural.batched else results[0])
+
     async def repository_index(request: Request) -> Response:
         return _json(plane.repository_index())
 
@@ -149,6 +158,8 @@ def create_app(paths: list[Path], settings: ServeSettings | None = None) -> Star
         Route(versioned + "/ready", model_ready),
         Route(models + "/infer", infer, methods=["POST"]),
         Route(versioned + "/infer", infer, methods=["POST"]),
+        Route("/v1/models/{model}/predict", predict_route, methods=["POST"]),
+        Route("/v1/models/{model}/versions/{version}/predict", predict_route, methods=["POST"]),
         Route("/v2/repository/index", repository_index, methods=["POST"]),
         Route("/v2/repository/models/{model}/load", repository_load, methods=["POST"]),
         Route("/v2/repository/models/{model}/unload", repository_unload, methods=["POST"]),

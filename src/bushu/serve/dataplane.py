@@ -7,14 +7,17 @@ HTTP routes (and later gRPC) only translate to and from these calls (MLServer's
 from __future__ import annotations
 
 import time
-from typing import Any
+from collections.abc import Awaitable
+from typing import Any, TypeVar
 
 import bushu
 from bushu.errors import BushuError
 from bushu.serve.codec import InferRequest
 from bushu.serve.metrics import ServerMetrics
+from bushu.serve.predict import NaturalRequest, predict
 from bushu.serve.repository import LoadedModel, ModelRepository
 
+T = TypeVar("T")
 _PLATFORM = {"onnxruntime": "onnxruntime_onnx", "openvino": "openvino", "pytorch": "pytorch_torchscript"}
 
 
@@ -61,16 +64,24 @@ class DataPlane:
     def lookup(self, name: str, version: str | None = None) -> LoadedModel:
         return self.repository.get(name, version)
 
-    async def infer(self, model: LoadedModel, request: InferRequest) -> dict[str, Any]:
-        """Run one decoded request through the model's batcher; counts the outcome."""
+    async def _counted(self, model: LoadedModel, work: Awaitable[T]) -> T:
+        """Await `work`, counting its outcome and latency in the metrics."""
         start = time.perf_counter()
         try:
-            outputs = await model.batcher.infer(request.inputs, request.outputs)
+            result = await work
         except BushuError as exc:
             self.metrics.outcome(model.name, model.version, exc.status)
             raise
         self.metrics.outcome(model.name, model.version, 200, time.perf_counter() - start)
-        return outputs
+        return result
+
+    async def infer(self, model: LoadedModel, request: InferRequest) -> dict[str, Any]:
+        """Run one decoded V2 request through the model's batcher."""
+        return await self._counted(model, model.batcher.infer(request.inputs, request.outputs))
+
+    async def predict(self, model: LoadedModel, request: NaturalRequest) -> list[dict[str, Any]]:
+        """Natural inputs through the package's pre- and post-processing (see `serve.predict`)."""
+        return await self._counted(model, predict(model, request))
 
     def repository_index(self) -> list[dict[str, str]]:
         return self.repository.index()

@@ -1,0 +1,80 @@
+"""The vision app over its natural route: PNG bytes in, label and probabilities out, over HTTP."""
+
+import asyncio
+import base64
+import io
+
+import httpx
+import numpy as np
+import pytest
+from PIL import Image
+
+from bushu.apps.vision.data import load_digits_split
+from bushu.serve.settings import ServeSettings
+from fixtures.servers import ThreadServer
+
+
+def png(image: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+@pytest.fixture(scope="module")
+def server(vision_package):
+    with ThreadServer([vision_package], ServeSettings(max_batch_size=64, max_queue_delay_ms=5)) as running:
+        yield running
+
+
+def test_held_out_pngs_come_back_with_the_right_label(server):
+    split = load_digits_split()
+
+    async def run_all():
+        async with httpx.AsyncClient(base_url=server.url, timeout=60) as client:
+            sem = asyncio.Semaphore(32)
+
+            async def one(image):
+                async with sem:
+                    return await client.post("/v1/models/digits-cnn/predict", content=png(image),
+                                             headers={"Content-Type": "image/png"})
+
+            return await asyncio.gather(*(one(img) for img in split.test_images))
+
+    responses = asyncio.run(run_all())
+    assert all(r.status_code == 200 for r in responses)
+    labels = [r.json()["label"] for r in responses]
+    accuracy = np.mean([label == str(truth) for label, truth in zip(labels, split.test_labels)])
+    assert accuracy >= 0.97
+    first = responses[0].json()
+    assert set(first["probabilities"]) == {str(d) for d in range(10)}
+    assert abs(sum(first["probabilities"].values()) - 1) < 1e-6
+    assert [t["label"] for t in first["top_k"]][0] == first["label"] and len(first["top_k"]) == 3
+
+
+def test_base64_json_and_k(server):
+    image = load_digits_split().test_images[0]
+    r = httpx.post(server.url + "/v1/models/digits-cnn/predict",
+                   json={"image": base64.b64encode(png(image)).decode(), "k": 5})
+    assert r.status_code == 200 and len(r.json()["top_k"]) == 5
+
+
+@pytest.mark.parametrize(
+    "content, headers, message",
+    [
+        (b"not an image", {"Content-Type": "image/png"}, "could not decode the image"),
+        (b"", {"Content-Type": "image/png"}, "body is empty"),
+        (b'{"image": "***"}', {"Content-Type": "application/json"}, "base64"),
+        (b'{"picture": 1}', {"Content-Type": "application/json"}, "expected one of"),
+        (b'{"image": "aGk=", "k": 0}', {"Content-Type": "application/json"}, "positive integer"),
+        (b"[1]", {"Content-Type": "application/json"}, "JSON object"),
+    ],
+)
+def test_undecodable_inputs_get_400(server, content, headers, message):
+    r = httpx.post(server.url + "/v1/models/digits-cnn/predict", content=content, headers=headers)
+    assert r.status_code == 400 and message in r.json()["error"], r.text
+
+
+def test_a_model_without_preprocessing_says_to_use_v2(tiny_package):
+    with ThreadServer([tiny_package]) as server:
+        r = httpx.post(server.url + "/v1/models/tiny/predict", json={"text": "hi"})
+    assert r.status_code == 400 and "V2 infer route" in r.json()["error"]
