@@ -12,7 +12,7 @@ from torch import nn
 
 
 class MatrixFactorization(nn.Module):
-    def __init__(self, n_users: int, n_items: int, factors: int = 32) -> None:
+    def __init__(self, n_users: int, n_items: int, factors: int = 8) -> None:
         super().__init__()
         self.users = nn.Embedding(n_users, factors)
         self.items = nn.Embedding(n_items, factors)
