@@ -80,3 +80,12 @@ def test_empty_text_is_refused_before_the_model(packaged):
     _, tokenizer, _ = packaged
     with pytest.raises(InvalidInput, match="no tokens"):
         tokenizer.encode_batch(["fine", "  "])
+
+
+@pytest.mark.slow
+def test_the_full_lstm_at_least_matches_the_tfidf_baseline():
+    from bushu.apps.text import train
+
+    trained = train()
+    assert trained.lstm.macro_f1 >= trained.baseline.macro_f1 - 0.005
+    assert trained.lstm.accuracy > 0.7
