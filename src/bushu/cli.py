@@ -232,10 +232,10 @@ def train_recsys(
         trained = recsys.train(epochs=epochs, seed=seed, progress=advance)
     table = Table("ranking", "recall@10", "NDCG@10",
                   title=f"held-out interactions ({trained.data.n_users} users, {trained.data.n_items} items)")
-    table.add_row("matrix factorisation (packaged)", f"{trained.model.recall:.4f}", f"{trained.model.ndcg:.4f}")
+    table.add_row("matrix factorisation (packaged)", f"{trained.ranking.recall:.4f}", f"{trained.ranking.ndcg:.4f}")
     table.add_row("oracle (true preferences)", f"{trained.oracle.recall:.4f}", f"{trained.oracle.ndcg:.4f}")
     out.print(table)
-    out.print(f"recall@10 is {trained.model.recall / trained.oracle.recall:.1%} of the oracle's "
+    out.print(f"recall@10 is {trained.ranking.recall / trained.oracle.recall:.1%} of the oracle's "
               f"({trained.train_seconds:.1f} s training)")
     manifest = recsys.package(trained, output, force=force)
     out.print(f"packed [bold]{manifest.name}[/] → {output}")

@@ -63,3 +63,10 @@ def test_a_missing_or_malformed_vocabulary_is_a_package_error(tokenizer, tmp_pat
     (tmp_path / "tokenizer" / "vocab.json").write_text('["a", "b"]')
     with pytest.raises(PackageError, match="starts with"):
         Tokenizer.from_step(step, tmp_path)
+
+
+def test_a_step_asking_for_rules_this_implementation_lacks_is_refused(tokenizer, tmp_path):
+    step = tokenizer.step("tokenizer/vocab.json")
+    cased = step.model_copy(update={"params": {**step.params, "lowercase": False}})
+    with pytest.raises(PackageError, match="lowercase"):
+        Tokenizer.from_step(cased, tmp_path)

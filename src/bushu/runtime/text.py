@@ -97,6 +97,10 @@ class Tokenizer:
     @classmethod
     def from_step(cls, step: Step, root: str | Path) -> Tokenizer:
         """The tokenizer a package declares; `root` is the package directory holding the vocabulary."""
+        fixed = {"lowercase": True, "pad_id": 0, "unk_id": 1}
+        differ = {k: step.params.get(k) for k, v in fixed.items() if step.params.get(k, v) != v}
+        if differ:
+            raise PackageError(f"tokenize step asks for {differ}; this version of bushu implements {fixed}")
         path = Path(root) / step.params["vocab"]
         try:
             vocab = json.loads(path.read_text(encoding="utf-8"))

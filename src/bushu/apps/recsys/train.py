@@ -38,7 +38,7 @@ class Ranking:
 class TrainedRecsys:
     module: MatrixFactorization
     data: Interactions
-    model: Ranking
+    ranking: Ranking
     oracle: Ranking
     train_seconds: float
 
@@ -108,8 +108,8 @@ def package(trained: TrainedRecsys, out: str | Path, *, force: bool = False) -> 
             "k": K, "scores": "scores", "input": "user", "seen": SEEN_FILE, "n_users": data.n_users,
         })],
         metrics={
-            f"test_recall_at_{K}": trained.model.recall,
-            f"test_ndcg_at_{K}": trained.model.ndcg,
+            f"test_recall_at_{K}": trained.ranking.recall,
+            f"test_ndcg_at_{K}": trained.ranking.ndcg,
             f"oracle_recall_at_{K}": trained.oracle.recall,
             f"oracle_ndcg_at_{K}": trained.oracle.ndcg,
             "train_seconds": round(trained.train_seconds, 2),
