@@ -34,3 +34,31 @@ def vision_package(tmp_path_factory) -> Path:
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(1234)
+
+
+@pytest.fixture(scope="session")
+def text_package(tmp_path_factory) -> Path:
+    """A quick sentiment LSTM (a subset, one epoch) as the user makes it: `bushu train text`."""
+    from typer.testing import CliRunner
+
+    from bushu.cli import app
+
+    out = tmp_path_factory.mktemp("text") / "sentiment"
+    result = CliRunner().invoke(app, ["train", "text", "-o", str(out), "--epochs", "1", "--limit", "4000"])
+    assert result.exit_code == 0, result.output
+    assert "TF-IDF + logistic regression" in result.output
+    return out
+
+
+@pytest.fixture(scope="session")
+def recsys_package(tmp_path_factory) -> Path:
+    """The recommender exactly as `bushu train recsys` makes it (it trains in seconds)."""
+    from typer.testing import CliRunner
+
+    from bushu.cli import app
+
+    out = tmp_path_factory.mktemp("recsys") / "mf"
+    result = CliRunner().invoke(app, ["train", "recsys", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "oracle" in result.output
+    return out

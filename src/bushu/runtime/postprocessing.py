@@ -1,55 +1,116 @@
-"""Post-processing steps named in a manifest: model outputs → what an application wants
-(labels with probabilities, top-k). One implementation, used by the app routes and the CLI."""
+"""Post-processing steps named in a manifest, turning a batch's outputs into answers.
+
+The steps are data in the manifest; this module is their one implementation, so the CLI, the
+tests and the server give the same answer. A `Postprocessor` is built once per loaded package
+(it reads any files a step names, e.g. the items each user has seen) and then maps each
+batch's raw outputs to named arrays:
+
+- `softmax` {output, name}: probabilities from logits (FP32, same shape).
+- `top_k` {k, scores}: `labels` (the manifest's labels, [batch, k]) and `scores` [batch, k].
+- `top_k_unseen` {k, scores, input, seen, n_users}: for each user id in `input`, the k
+  best-scored items it has not seen — `items` INT64 [batch, k] and `item_scores` FP32 [batch, k].
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from bushu.errors import InvalidInput
+from bushu.errors import InvalidInput, PackageError
 from bushu.package.manifest import Manifest, Step
 
-
-def softmax(logits: np.ndarray) -> np.ndarray:
-    shifted = logits - logits.max(axis=-1, keepdims=True)
-    exp = np.exp(shifted)
-    return exp / exp.sum(axis=-1, keepdims=True)
+Arrays = dict[str, np.ndarray]
 
 
-def _label(manifest: Manifest, index: int) -> str:
-    return manifest.labels[index] if manifest.labels and index < len(manifest.labels) else str(index)
+def check_ids(values: Any, count: int, what: str = "user") -> np.ndarray:
+    """INT64 ids in [0, count), or an error naming the first unknown id and the valid range."""
+    ids = np.asarray(values)
+    if ids.dtype.kind not in "iu":
+        raise InvalidInput(f"{what} ids must be integers, got {ids.dtype}")
+    bad = ids[(ids < 0) | (ids >= count)]
+    if bad.size:
+        raise InvalidInput(f"unknown {what} id {int(bad.flat[0])}: this model knows {what}s 0..{count - 1}")
+    return ids.astype(np.int64)
 
 
-def postprocess(manifest: Manifest, outputs: dict[str, np.ndarray], steps: Sequence[Step] | None = None,
-                overrides: dict[str, Any] | None = None) -> list[dict[str, Any]]:
-    """One result per row of the batch. Without steps, each row's outputs as lists."""
-    steps = manifest.postprocessing if steps is None else steps
-    rows = len(next(iter(outputs.values())))
-    results: list[dict[str, Any]] = [{} for _ in range(rows)]
-    scores: np.ndarray | None = None
-    for step in steps:
-        params = {**step.params, **(overrides or {})}
-        if step.kind == "softmax":
-            name = params.get("output", manifest.outputs[0].name)
-            scores = softmax(outputs[name].astype(np.float64))
-            for result, row in zip(results, scores):
-                best = int(row.argmax())
-                result["label"] = _label(manifest, best)
-                result["probabilities"] = {_label(manifest, i): float(p) for i, p in enumerate(row)}
-        elif step.kind == "top_k":
-            if scores is None:
-                scores = outputs[params.get("output", manifest.outputs[0].name)]
-            k = int(params.get("k", 5))
-            if k < 1:
-                raise InvalidInput(f"k must be at least 1, got {k}")
-            for result, row in zip(results, scores):
-                order = np.argsort(-row, kind="stable")[:k]
-                result["top_k"] = [{"label": _label(manifest, int(i)), "score": float(row[i])} for i in order]
-        else:
-            raise InvalidInput(f"unknown post-processing step {step.kind!r}")
-    if not steps:
-        for i, result in enumerate(results):
-            result.update({name: value[i].tolist() for name, value in outputs.items()})
-    return results
+def read_seen(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """(indptr, indices) of a CSR matrix of seen items per user, stored as .npz without pickles."""
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return data["indptr"], data["indices"]
+    except (OSError, KeyError, ValueError) as exc:
+        raise PackageError(f"cannot read the seen items {path}: {exc}") from None
+
+
+class Postprocessor:
+    """The manifest's post-processing steps, ready to apply to batches of one package."""
+
+    def __init__(self, steps: Sequence[Step], *, labels: Sequence[str] | None = None,
+                 root: str | Path | None = None) -> None:
+        self._labels = np.asarray(labels, dtype=object) if labels else None
+        self._root = Path(root) if root is not None else None
+        self._seen: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        self._steps: list[tuple[Callable[[Arrays, dict[str, Any], Arrays], None], dict[str, Any]]] = []
+        known = {"softmax": self._softmax, "top_k": self._top_k, "top_k_unseen": self._top_k_unseen}
+        for step in steps:
+            if step.kind not in known:
+                raise PackageError(f"unknown post-processing step {step.kind!r}; known: {sorted(known)}")
+            if step.kind == "top_k_unseen":
+                self._load_seen(step.params)
+            self._steps.append((known[step.kind], step.params))
+
+    @classmethod
+    def for_package(cls, manifest: Manifest, root: str | Path) -> Postprocessor:
+        return cls(manifest.postprocessing, labels=manifest.labels, root=root)
+
+    def check(self, inputs: Mapping[str, np.ndarray]) -> None:
+        """Refuse inputs a step cannot answer for (an unknown user id) before the model runs."""
+        for _, params in self._steps:
+            if "n_users" in params and params["input"] in inputs:
+                check_ids(inputs[params["input"]], params["n_users"])
+
+    def __call__(self, outputs: Mapping[str, np.ndarray], inputs: Mapping[str, np.ndarray],
+                 k: int | None = None) -> Arrays:
+        """Apply the steps; `k` replaces the k of steps that have one (a request's choice)."""
+        state = dict(outputs)
+        for fn, params in self._steps:
+            fn(state, {**params, "k": k} if k and "k" in params else params, dict(inputs))
+        return state
+
+    # -- the steps ------------------------------------------------------------------------
+
+    def _softmax(self, state: Arrays, params: dict[str, Any], inputs: Arrays) -> None:
+        logits = state[params.get("output", "logits")].astype(np.float32)
+        shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))
+        state[params.get("name", "probabilities")] = shifted / shifted.sum(axis=-1, keepdims=True)
+
+    def _top_k(self, state: Arrays, params: dict[str, Any], inputs: Arrays) -> None:
+        scores = state[params.get("scores", "probabilities")]
+        k = min(int(params["k"]), scores.shape[-1])
+        order = np.argsort(-scores, axis=-1, kind="stable")[..., :k]
+        state["scores"] = np.take_along_axis(scores, order, axis=-1)
+        state["labels"] = self._labels[order] if self._labels is not None else order
+
+    def _top_k_unseen(self, state: Arrays, params: dict[str, Any], inputs: Arrays) -> None:
+        users = check_ids(inputs[params["input"]], params["n_users"]).reshape(-1)
+        scores = state[params.get("scores", "scores")].astype(np.float32, copy=True)
+        if scores.shape[0] != len(users):
+            raise InvalidInput(f"{len(users)} user id(s) but {scores.shape[0]} row(s) of scores")
+        indptr, indices = self._seen[params["seen"]]
+        for row, user in enumerate(users):
+            scores[row, indices[indptr[user] : indptr[user + 1]]] = -np.inf
+        k = min(int(params["k"]), scores.shape[1])
+        order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+        state["items"] = order.astype(np.int64)
+        state["item_scores"] = np.take_along_axis(scores, order, axis=1)
+
+    def _load_seen(self, params: dict[str, Any]) -> None:
+        if self._root is None:
+            raise PackageError("top_k_unseen needs the package directory to read its seen items")
+        indptr, indices = read_seen(self._root / params["seen"])
+        if len(indptr) != params["n_users"] + 1:
+            raise PackageError(f"{params['seen']}: {len(indptr) - 1} users, the step says {params['n_users']}")
+        self._seen[params["seen"]] = (indptr, indices)

@@ -1,9 +1,11 @@
-"""App routes: natural inputs in (image bytes, text, ids), natural outputs out.
+"""App routes: natural inputs in (image bytes, text, user ids), natural outputs out.
 
-`POST /v1/models/{m}/predict` decodes what an application has — an image as the body, or JSON
-`{"image": base64}`, `{"text": ...}`, `{"texts": [...]}` — runs the package's declared
-pre-processing outside the batched call, sends the tensors through the same dynamic batcher as
-V2 inference, and answers with the declared post-processing (label, probabilities, top-k).
+`POST /v1/models/{m}/predict` takes what an application has — an image as the body, or JSON
+`{"image": base64}`, `{"text": ...}`, `{"texts": [...]}`, `{"user": id}`, `{"users": [...]}`,
+optionally with `"k"` — turns it into tensors with the package's declared pre-processing
+(outside the batched call), sends them through the same dynamic batcher as V2 inference, and
+answers with the declared post-processing: label, probabilities and top-k for classifiers,
+unseen items with scores for recommenders.
 """
 
 from __future__ import annotations
@@ -12,15 +14,18 @@ import asyncio
 import base64
 import binascii
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import orjson
 
 from bushu.errors import InvalidInput
-from bushu.runtime.postprocessing import postprocess
+from bushu.package.manifest import Manifest
+from bushu.runtime.postprocessing import Postprocessor, check_ids
 from bushu.runtime.processing import preprocess
-from bushu.serve.repository import LoadedModel
+from bushu.runtime.text import STEP_KIND as TOKENIZE
+from bushu.runtime.text import Tokenizer
 
 
 @dataclass
@@ -29,6 +34,13 @@ class NaturalRequest:
     #: Several items were sent as a list: answer with a list.
     batched: bool = False
     k: int | None = None
+
+
+def _listed(doc: dict[str, Any], key: str) -> list[Any]:
+    values = doc[key]
+    if not isinstance(values, list) or not values:
+        raise InvalidInput(f"'{key}' must be a non-empty list")
+    return values
 
 
 def natural_inputs(body: bytes, content_type: str) -> NaturalRequest:
@@ -51,23 +63,62 @@ def natural_inputs(body: bytes, content_type: str) -> NaturalRequest:
             return NaturalRequest([base64.b64decode(doc["image"], validate=True)], k=k)
         except (binascii.Error, TypeError, ValueError):
             raise InvalidInput("'image' must be base64-encoded image bytes") from None
-    if "texts" in doc:
-        texts = doc["texts"]
-        if not isinstance(texts, list) or not texts:
-            raise InvalidInput("'texts' must be a non-empty list of strings")
-        return NaturalRequest(texts, batched=True, k=k)
-    if "text" in doc:
-        return NaturalRequest([doc["text"]], k=k)
-    raise InvalidInput("expected one of 'image', 'text', 'texts' in the request")
+    for single, many in (("text", "texts"), ("user", "users")):
+        if many in doc:
+            return NaturalRequest(_listed(doc, many), batched=True, k=k)
+        if single in doc:
+            return NaturalRequest([doc[single]], k=k)
+    raise InvalidInput("expected one of 'image', 'text', 'texts', 'user', 'users' in the request")
 
 
-async def predict(model: LoadedModel, request: NaturalRequest) -> list[dict[str, Any]]:
-    manifest = model.manifest
-    if not manifest.preprocessing:
-        raise InvalidInput(f"model {model.name!r} declares no pre-processing; use the V2 infer route")
-    if len(manifest.inputs) != 1:
-        raise InvalidInput(f"model {model.name!r} takes {len(manifest.inputs)} tensors; predict needs one")
-    items = request.items
-    tensors = await asyncio.to_thread(lambda: np.stack([preprocess(item, manifest.preprocessing) for item in items]))
-    outputs = await model.batcher.infer({manifest.inputs[0].name: tensors})
-    return postprocess(manifest, outputs, overrides={"k": request.k} if request.k else None)
+class Predictor:
+    """A package's natural input and output, built once when the package is loaded."""
+
+    def __init__(self, manifest: Manifest, root: Path) -> None:
+        self.manifest = manifest
+        self.post = Postprocessor.for_package(manifest, root)
+        kinds = [s.kind for s in manifest.preprocessing]
+        self.tokenizer = Tokenizer.from_manifest(manifest, root) if TOKENIZE in kinds else None
+        self.images = "decode_image" in kinds
+        self.users = next((s.params for s in manifest.postprocessing if s.kind == "top_k_unseen"), None)
+
+    def tensors(self, request: NaturalRequest) -> dict[str, np.ndarray]:
+        name = self.manifest.inputs[0].name
+        if self.tokenizer is not None:
+            return {self.tokenizer.input: self.tokenizer.encode_batch(request.items)}
+        if self.images:
+            return {name: np.stack([preprocess(item, self.manifest.preprocessing) for item in request.items])}
+        if self.users is not None:
+            if not all(isinstance(u, int) and not isinstance(u, bool) for u in request.items):
+                raise InvalidInput("user ids must be integers")
+            return {self.users["input"]: check_ids(request.items, self.users["n_users"])}
+        raise InvalidInput(f"model {self.manifest.name!r} declares no natural input; use the V2 infer route")
+
+    def answers(self, outputs: dict[str, np.ndarray], inputs: dict[str, np.ndarray],
+                k: int | None) -> list[dict[str, Any]]:
+        state = self.post(outputs, inputs, k=k)
+        rows = len(next(iter(outputs.values())))
+        labels = self.manifest.labels
+        results = []
+        for i in range(rows):
+            result: dict[str, Any] = {}
+            if "labels" in state:
+                top = [{"label": str(lb), "score": float(s)} for lb, s in zip(state["labels"][i], state["scores"][i])]
+                result.update(label=top[0]["label"], top_k=top)
+            if "probabilities" in state and labels:
+                result["probabilities"] = {lb: float(p) for lb, p in zip(labels, state["probabilities"][i])}
+            if "items" in state:
+                result["items"] = [{"item": int(it), "score": float(s)}
+                                   for it, s in zip(state["items"][i], state["item_scores"][i])]
+            if not result:
+                result = {name: value[i].tolist() for name, value in outputs.items()}
+            results.append(result)
+        return results
+
+
+async def predict(model: Any, request: NaturalRequest) -> list[dict[str, Any]]:
+    """`model` is a loaded model (`serve.repository.LoadedModel`) with its `Predictor`."""
+    predictor: Predictor = model.predictor
+    inputs = await asyncio.to_thread(predictor.tensors, request)
+    outputs = await model.batcher.infer(inputs)
+    return predictor.answers(outputs, inputs, request.k)

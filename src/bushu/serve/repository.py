@@ -21,6 +21,7 @@ from bushu.package.signing import verify_signature
 from bushu.package.store import read_manifest, scan_repository, verify_package
 from bushu.serve.batcher import Batcher
 from bushu.serve.metrics import ServerMetrics
+from bushu.serve.predict import Predictor
 from bushu.serve.settings import ServeSettings
 
 log = logging.getLogger("bushu.serve")
@@ -35,6 +36,7 @@ class LoadedModel:
     path: Path
     manifest: Manifest
     batcher: Batcher
+    predictor: Predictor
 
 
 def check_package(path: Path, public_key: Path | None) -> Manifest:
@@ -146,15 +148,15 @@ class ModelRepository:
     async def _open(self, name: str, version: str, path: Path) -> LoadedModel:
         settings = self.settings
 
-        def load_instances() -> tuple[Manifest, list[bushu.runtime.Model]]:
+        def load_instances() -> tuple[Manifest, Predictor, list[bushu.runtime.Model]]:
             manifest = check_package(path, settings.require_signature)
             threads = settings.threads or None
-            return manifest, [
+            return manifest, Predictor(manifest, path), [
                 bushu.load(path, verify=False, threads=threads, key=settings.decrypt_key)
                 for _ in range(settings.instances)
             ]
 
-        manifest, instances = await asyncio.to_thread(load_instances)
+        manifest, predictor, instances = await asyncio.to_thread(load_instances)
         batcher = Batcher(
             instances,
             max_batch_size=settings.max_batch_size,
@@ -163,4 +165,4 @@ class ModelRepository:
             timeout=settings.timeout_s,
             observer=self.metrics.observer(name, version),
         )
-        return LoadedModel(name, version, path, manifest, batcher)
+        return LoadedModel(name, version, path, manifest, batcher, predictor)

@@ -1,0 +1,45 @@
+"""A bidirectional LSTM sentiment classifier whose answer does not depend on the padding.
+
+Texts arrive right-padded with id 0. A forward LSTM's output at a position depends only on the
+tokens before it, so padding after a text cannot change its outputs over the real tokens. The
+backward direction would read the padding first, so instead of `bidirectional=True` a second
+LSTM reads each text reversed *within its own length* (a gather; the padding stays at the end).
+Both are then mean- and max-pooled over the real tokens only (the mask `ids != 0`), beside the
+mean of the word embeddings themselves — a direct bag-of-words path, the signal a TF-IDF model
+lives on, which the recurrent states then refine with word order. A padded
+batch and a text alone therefore agree, and the graph exports to ONNX as plain tensor ops —
+no packed sequences, whose export is where lengths silently go wrong.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class LSTMClassifier(nn.Module):
+    def __init__(self, vocab_size: int, num_classes: int = 3, embed_dim: int = 128,
+                 hidden: int = 64, dropout: float = 0.3) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(vocab_size, embed_dim, padding_idx=0)
+        self.forward_lstm = nn.LSTM(embed_dim, hidden, batch_first=True)
+        self.backward_lstm = nn.LSTM(embed_dim, hidden, batch_first=True)
+        self.dropout = nn.Dropout(dropout)
+        self.head = nn.Linear(4 * hidden + embed_dim, num_classes)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        """INT64 [batch, sequence] right-padded ids → FP32 [batch, classes] logits."""
+        mask = ids != 0
+        lengths = mask.sum(1, keepdim=True)
+        positions = torch.arange(ids.shape[1], device=ids.device).unsqueeze(0)
+        reverse = torch.where(positions < lengths, lengths - 1 - positions, positions)
+        embedded = self.dropout(self.embed(ids))
+        ahead, _ = self.forward_lstm(embedded)
+        behind, _ = self.backward_lstm(embedded.gather(1, reverse.unsqueeze(-1).expand_as(embedded)))
+        states = torch.cat([ahead, behind], dim=2)
+        weights = mask.unsqueeze(-1).to(states.dtype)
+        count = lengths.clamp(min=1).to(states.dtype)
+        mean = (states * weights).sum(1) / count
+        largest = states.masked_fill(~mask.unsqueeze(-1), -1e4).max(1).values
+        words = (embedded * weights).sum(1) / count
+        return self.head(self.dropout(torch.cat([mean, largest, words], dim=1)))
