@@ -78,3 +78,49 @@ def test_a_model_without_preprocessing_says_to_use_v2(tiny_package):
     with ThreadServer([tiny_package]) as server:
         r = httpx.post(server.url + "/v1/models/tiny/predict", json={"text": "hi"})
     assert r.status_code == 400 and "V2 infer route" in r.json()["error"]
+
+
+@pytest.fixture(scope="module")
+def apps_server(text_package, recsys_package):
+    with ThreadServer([text_package, recsys_package]) as running:
+        yield running
+
+
+def test_texts_in_labels_and_probabilities_out(apps_server, text_package):
+    import bushu
+    from bushu.package import read_manifest
+    from bushu.runtime.text import Tokenizer
+
+    manifest = read_manifest(text_package)
+    texts = ["I love this, it is wonderful!", "worst service ever, I am so angry", "the meeting is at noon"]
+    r = httpx.post(apps_server.url + f"/v1/models/{manifest.name}/predict", json={"texts": texts})
+    assert r.status_code == 200, r.text
+    predictions = r.json()["predictions"]
+    assert len(predictions) == 3 and all(p["label"] in manifest.labels for p in predictions)
+    ids = Tokenizer.from_manifest(manifest, text_package).encode_batch(texts)
+    logits = bushu.load(text_package).infer({"ids": ids})["logits"]
+    want = np.exp(logits - logits.max(1, keepdims=True))
+    want /= want.sum(1, keepdims=True)
+    got = np.array([[p["probabilities"][label] for label in manifest.labels] for p in predictions])
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+    r = httpx.post(apps_server.url + f"/v1/models/{manifest.name}/predict", json={"text": "   "})
+    assert r.status_code == 400 and "no tokens" in r.json()["error"]
+
+
+def test_a_user_id_in_unseen_items_out(apps_server, recsys_package):
+    from bushu.package import read_manifest
+    from bushu.runtime.postprocessing import read_seen
+
+    manifest = read_manifest(recsys_package)
+    step = manifest.postprocessing[0].params
+    r = httpx.post(apps_server.url + f"/v1/models/{manifest.name}/predict", json={"user": 7, "k": 5})
+    assert r.status_code == 200, r.text
+    items = [entry["item"] for entry in r.json()["items"]]
+    scores = [entry["score"] for entry in r.json()["items"]]
+    indptr, indices = read_seen(recsys_package / step["seen"])
+    assert len(items) == 5 and scores == sorted(scores, reverse=True)
+    assert not set(items) & set(indices[indptr[7] : indptr[8]].tolist())
+    r = httpx.post(apps_server.url + f"/v1/models/{manifest.name}/predict", json={"user": step["n_users"]})
+    assert r.status_code == 400 and "unknown user id" in r.json()["error"]
+    r = httpx.post(apps_server.url + f"/v1/models/{manifest.name}/predict", json={"user": "seven"})
+    assert r.status_code == 400 and "integers" in r.json()["error"]
