@@ -68,11 +68,12 @@ class ServerProcess:
             self.command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             text=True, env=self.env, start_new_session=True,
         )
-        threading.Thread(target=self._pump, daemon=True, name=f"{self.name}-output").start()
+        self._reader = threading.Thread(target=self._pump, daemon=True, name=f"{self.name}-output")
+        self._reader.start()
         deadline = time.monotonic() + self.startup_timeout
         while True:
             if self.proc.poll() is not None:
-                time.sleep(0.1)  # let the pump read the last lines
+                self.stop()  # reads the last lines
                 raise self._failed(f"exited with status {self.proc.returncode} before it was ready")
             if time.monotonic() > deadline:
                 self.stop()
@@ -87,8 +88,16 @@ class ServerProcess:
             time.sleep(0.05)
 
     def stop(self, grace: float = 15.0) -> None:
-        if self.proc is None or self.proc.poll() is not None:
+        if self.proc is None:
             return
+        if self.proc.poll() is None:
+            self._terminate(grace)
+        self._reader.join(5.0)
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
+
+    def _terminate(self, grace: float) -> None:
+        assert self.proc is not None
         # the server runs in a session of its own: signal its whole group (workers it forked too)
         os.killpg(self.proc.pid, signal.SIGTERM)
         try:
