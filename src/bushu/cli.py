@@ -233,6 +233,7 @@ def bench(
     warmup: Annotated[float, typer.Option(min=0, help="seconds run first and not counted")] = 2.0,
     binary: Annotated[bool, typer.Option(help="send and ask for tensors as binary data, not JSON")] = False,
     processes: Annotated[int, typer.Option(min=1, help="client processes sharing the clients")] = 1,
+    client: Annotated[str, typer.Option(help="raw (httptools on asyncio: cheapest, http only) or aiohttp (https too)")] = "raw",
     plot: Annotated[Path, typer.Option(help="PNG latency plot to write")] = Path("bench.png"),
     serve_arg: Annotated[list[str] | None, typer.Option("--serve-arg", help="extra `bushu serve` argument when given a package")] = None,
 ) -> None:
@@ -240,11 +241,17 @@ def bench(
     from bushu.bench import run_load, served, v2_target
     from bushu.bench.report import plot_latency, result_table
 
+    if client not in ("raw", "aiohttp"):
+        raise InvalidInput(f"--client must be raw or aiohttp, not {client!r}")
+    if client == "raw" and target.startswith("https://"):
+        raise InvalidInput("the raw client speaks plain http; use --client aiohttp for an https server")
+
     with served(target, serve_arg) as url:
         request = v2_target(url, model, binary=binary)
-        out.print(f"benching {url}: {request.label}; {concurrency} clients in {processes} process(es), "
+        out.print(f"benching {url}: {request.label}; {concurrency} clients ({client}) in {processes} process(es), "
                   f"{warmup:g} s warm-up, {duration:g} s measured", highlight=False)
-        result = run_load(request, concurrency=concurrency, duration=duration, warmup=warmup, processes=processes)
+        result = run_load(request, concurrency=concurrency, duration=duration, warmup=warmup, processes=processes,
+                          client=client)
     name = request.label.partition(" ")[0]
     out.print(result_table([(name, result)]))
     plot_latency([(name, result)], plot, title=f"bushu bench {url} — {request.label}")

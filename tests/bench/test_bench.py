@@ -34,12 +34,13 @@ def check_result(result: LoadResult) -> None:
     assert np.all(np.diff(result.started_s) >= 0) and result.started_s[0] >= 0
 
 
-@pytest.mark.parametrize("binary", [False, True])
-def test_load_against_a_real_server(server, binary, tmp_path):
+@pytest.mark.parametrize(("binary", "client"), [(False, "raw"), (True, "raw"), (False, "aiohttp"), (True, "aiohttp")])
+def test_load_against_a_real_server(server, binary, client, tmp_path):
     target = v2_target(server.url, binary=binary)
     assert target.url == f"{server.url}/v2/models/tiny/infer"
-    result = run_load(target, concurrency=4, duration=1.0, warmup=0.3)
+    result = run_load(target, concurrency=4, duration=0.8, warmup=0.2, client=client)
     check_result(result)
+    assert result.extra == {"client": client}
     png = plot_latency([("tiny", result)], tmp_path / "plot.png", title="t")
     assert png.read_bytes().startswith(PNG_MAGIC)
 
@@ -63,11 +64,28 @@ def test_load_split_over_processes(server):
     assert result.processes == 2
 
 
-def test_errors_are_counted_by_status(server):
+@pytest.mark.parametrize("client", ["raw", "aiohttp"])
+def test_errors_are_counted_by_status(server, client):
     bad = Target(server.url + "/v2/models/nope/infer", b"{}", {"Content-Type": "application/json"})
-    result = run_load(bad, concurrency=2, duration=0.3, warmup=0)
+    result = run_load(bad, concurrency=2, duration=0.3, warmup=0, client=client)
     assert result.requests == 0 and set(result.errors) == {"404"} and result.error_count > 0
     assert "404×" in _render(result_table([("bad", result)]))
+
+
+@pytest.mark.parametrize("client", ["raw", "aiohttp"])
+def test_refused_connections_are_counted_not_raised(client):
+    target = Target(f"http://127.0.0.1:{free_port()}/v2/models/m/infer", b"{}")
+    result = run_load(target, concurrency=2, duration=0.2, warmup=0, client=client)
+    assert result.requests == 0 and result.error_count > 0
+    assert any("Connect" in name or "Refused" in name for name in result.errors), result.errors
+
+
+def test_bad_arguments():
+    target = Target("http://127.0.0.1:1/", b"")
+    with pytest.raises(ValueError, match="client"):
+        run_load(target, client="curl")
+    with pytest.raises(ValueError, match="concurrency"):
+        run_load(target, concurrency=0)
 
 
 def _render(table) -> str:
@@ -105,7 +123,7 @@ def test_cli_bench_errors(server, tmp_path):
     assert unreachable.exit_code == 1 and "cannot reach" in unreachable.output
     unknown = run("bench", server.url, "--model", "nope", "-d", "0.1", "--plot", tmp_path / "x.png")
     assert unknown.exit_code == 1 and "does not serve a model named 'nope'" in unknown.output
-    for bad in ("ftp://example.org", "no-such-dir", "http://:80"):
+    for bad in ("ftp://example.org", "no-such-dir", "http://:80", "https://127.0.0.1:1"):
         result = run("bench", bad, "-d", "0.1", "--plot", tmp_path / "x.png")
         assert result.exit_code == 1 and "error" in result.output, (bad, result.output)
     assert not (tmp_path / "x.png").exists()
