@@ -29,7 +29,7 @@ from rich.console import Console
 
 from bushu.bench.loadgen import LoadResult, run_load
 from bushu.bench.process import ServerProcess, bushu_serve, free_port
-from bushu.bench.report import plot_latency, result_table
+from bushu.bench.report import markdown_table, plot_latency, result_table
 from bushu.bench.target import Target, v2_body
 
 PEERS = Path(__file__).resolve().parent / "peers"
@@ -115,8 +115,8 @@ def main() -> None:
     }
     name = orjson.loads((package / "bushu.json").read_bytes())["name"]
     load = os.getloadavg()
-    console.print(
-        f"[bold]serve_vs_peers[/]: package {package} ({name}); {os.cpu_count()} CPUs, load average before "
+    setup = (
+        f"serve_vs_peers: package {package} ({name}); {os.cpu_count()} CPUs, load average before "
         f"{load[0]:.2f}; {args.concurrency} clients ({args.client}) in {args.processes} load process(es), "
         f"{args.warmup:g} s warm-up + {args.duration:g} s per server; ONNX Runtime intra-op threads "
         f"{args.threads}, inter-op 1; niceness {niceness}\n"
@@ -124,9 +124,9 @@ def main() -> None:
         f"(LitServe, FastAPI)\n"
         "bushu: dynamic batching ≤32 rows, 5 ms queue delay, 1 instance; LitServe: max_batch_size=32, "
         "batch_timeout=0.005, 1 worker; FastAPI: no batching, one ORT call per request; "
-        "ceiling: bare ASGI app that only parses the V2 JSON",
-        highlight=False,
+        "ceiling: bare ASGI app that only parses the V2 JSON"
     )
+    console.print(setup, highlight=False)
     results: list[tuple[str, LoadResult]] = []
     for key, (server, path, body, headers) in servers.items():
         if args.only and key not in args.only:
@@ -145,14 +145,22 @@ def main() -> None:
     console.print(result_table(results, baseline=baseline,
                                title=f"{args.concurrency} clients, same 3×32×32 FP32 tensor as JSON"))
     names = dict(results)
+    verdict = ""
     if "bushu" in names and "litserve" in names:
         b, l = names["bushu"].summary(), names["litserve"].summary()
         rps_ok = b["req_per_s"] >= 5 * l["req_per_s"]
         p99_ok = b["p99_ms"] <= l["p99_ms"] / 3
-        console.print(f"must show: bushu ≥ 5× LitServe req/s: {b['req_per_s'] / l['req_per_s']:.2f}× "
-                      f"({'met' if rps_ok else 'MISSED'}); bushu p99 ≤ ⅓ LitServe's: "
-                      f"{b['p99_ms'] / l['p99_ms']:.2f}× ({'met' if p99_ok else 'MISSED'})", highlight=False)
+        verdict = (f"must show: bushu ≥ 5× LitServe req/s: {b['req_per_s'] / l['req_per_s']:.2f}× "
+                   f"({'met' if rps_ok else 'MISSED'}); bushu p99 ≤ ⅓ LitServe's: "
+                   f"{b['p99_ms'] / l['p99_ms']:.2f}× ({'met' if p99_ok else 'MISSED'})")
+        console.print(verdict, highlight=False)
     console.print(f"load average after {os.getloadavg()[0]:.2f}", highlight=False)
+    record = args.plot.with_suffix(".md")
+    record.parent.mkdir(parents=True, exist_ok=True)
+    record.write_text(f"# serve_vs_peers, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}\n\n"
+                      + setup.replace("\n", "  \n") + "\n\n"
+                      + markdown_table(results, baseline=baseline) + (f"\n{verdict}\n" if verdict else ""))
+    console.print(f"results → {record}", highlight=False)
     plot_latency(results, args.plot, title=f"serve_vs_peers: {args.concurrency} clients, 3×32×32 FP32 JSON")
     console.print(f"latency plot → {args.plot}", highlight=False)
 

@@ -141,3 +141,14 @@ def test_a_server_that_dies_is_reported_with_its_output(tmp_path):
 
     with pytest.raises(BushuError, match=r"exited with status 1 before it was ready(.|\n)*not a package"):
         bushu_serve([tmp_path / "missing"]).start()
+
+
+def test_markdown_table():
+    from bushu.bench.report import markdown_table
+
+    fast = LoadResult(np.full(100, 2_000_000), np.linspace(0, 1, 100), {}, 1.0, 4)
+    slow = LoadResult(np.full(20, 8_000_000), np.linspace(0, 1, 20), {"503": 2}, 1.0, 4)
+    text = markdown_table([("fast", fast), ("slow", slow)], baseline="slow")
+    lines = text.splitlines()
+    assert lines[0].startswith("| server | requests | req/s |") and len(lines) == 4
+    assert "| fast | 100 | 100 | 2.00 |" in text and "5.00×" in text and "2 (503×2)" in text

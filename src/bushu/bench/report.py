@@ -45,6 +45,16 @@ def result_table(results: Sequence[tuple[str, LoadResult]], *, baseline: str | N
     return table
 
 
+def markdown_table(results: Sequence[tuple[str, LoadResult]], *, baseline: str | None = None) -> str:
+    """The same table as `result_table`, as Markdown (for results kept in files)."""
+    table = result_table(results, baseline=baseline)
+    header = [str(c.header) or "server" for c in table.columns]
+    rows = [[str(cell) for cell in column.cells] for column in table.columns]
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---:" if i else "---" for i in range(len(header))) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in zip(*rows)]
+    return "\n".join(lines) + "\n"
+
+
 def plot_latency(results: Sequence[tuple[str, LoadResult]], path: Path, *, title: str = "") -> Path:
     """Write a PNG: latency over time (left) and the latency distribution as a CDF (right)."""
     import matplotlib
