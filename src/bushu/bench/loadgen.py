@@ -157,6 +157,10 @@ class _Connection(asyncio.Protocol):
             self.transport.close()
 
     def on_message_complete(self) -> None:
+        if not self._parser.should_keep_alive():  # the server closes after this answer: reconnect
+            self.closed = True
+            assert self.transport is not None
+            self.transport.close()
         self._finish(self._parser.get_status_code())
 
     def connection_lost(self, exc: Exception | None) -> None:
