@@ -352,6 +352,43 @@ def serve(
 
 @app.command()
 @_user_errors
+def bench(
+    target: Annotated[str, typer.Argument(metavar="URL_OR_PACKAGE", help="a V2 server's URL, or a package to serve for the run")],
+    model: Annotated[str | None, typer.Option(help="model to load (default: the only one the server lists)")] = None,
+    concurrency: Annotated[int, typer.Option("-c", "--concurrency", min=1, help="clients, each with one request in flight")] = 32,
+    duration: Annotated[float, typer.Option("-d", "--duration", min=0.1, help="seconds measured")] = 10.0,
+    warmup: Annotated[float, typer.Option(min=0, help="seconds run first and not counted")] = 2.0,
+    binary: Annotated[bool, typer.Option(help="send and ask for tensors as binary data, not JSON")] = False,
+    processes: Annotated[int, typer.Option(min=1, help="client processes sharing the clients")] = 1,
+    client: Annotated[str, typer.Option(help="raw (httptools on asyncio: cheapest, http only) or aiohttp (https too)")] = "raw",
+    plot: Annotated[Path, typer.Option(help="PNG latency plot to write")] = Path("bench.png"),
+    serve_arg: Annotated[list[str] | None, typer.Option("--serve-arg", help="extra `bushu serve` argument when given a package")] = None,
+) -> None:
+    """Load a server (or a package served for the run): throughput, p50/p90/p99 latency, a PNG plot."""
+    from bushu.bench import run_load, served, v2_target
+    from bushu.bench.report import plot_latency, result_table
+
+    if client not in ("raw", "aiohttp"):
+        raise InvalidInput(f"--client must be raw or aiohttp, not {client!r}")
+    if client == "raw" and target.startswith("https://"):
+        raise InvalidInput("the raw client speaks plain http; use --client aiohttp for an https server")
+
+    with served(target, serve_arg) as url:
+        request = v2_target(url, model, binary=binary)
+        out.print(f"benching {url}: {request.label}; {concurrency} clients ({client}) in {processes} process(es), "
+                  f"{warmup:g} s warm-up, {duration:g} s measured", highlight=False)
+        result = run_load(request, concurrency=concurrency, duration=duration, warmup=warmup, processes=processes,
+                          client=client)
+    name = request.label.partition(" ")[0]
+    out.print(result_table([(name, result)]))
+    plot_latency([(name, result)], plot, title=f"bushu bench {url} — {request.label}")
+    out.print(f"latency plot → {plot}", highlight=False)
+    if result.requests == 0:
+        raise BushuError(f"no request succeeded ({result.error_count} failed: {result.errors})")
+
+
+@app.command()
+@_user_errors
 def demo(
     workdir: Annotated[Path, typer.Option(help="where the demo writes its packages")] = Path("bushu-demo"),
 ) -> None:
