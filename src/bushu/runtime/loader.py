@@ -10,12 +10,19 @@ from bushu.package.store import read_manifest, verify_package
 from bushu.runtime.base import Backend, Model
 
 
-def backend_for(name: str) -> Backend:
-    """Backends are imported only when a variant needs them, so `import bushu` stays light."""
+def backend_for(name: str, threads: int | None = None) -> Backend:
+    """Backends are imported only when a variant needs them, so `import bushu` stays light.
+
+    `threads` caps each session's threads (default: the runtime's own choice, or BUSHU_THREADS).
+    """
     if name == "onnxruntime":
         from bushu.runtime.onnxruntime import OnnxRuntimeBackend
 
-        return OnnxRuntimeBackend()
+        return OnnxRuntimeBackend(threads)
+    if name == "openvino":
+        from bushu.runtime.openvino import OpenVinoBackend
+
+        return OpenVinoBackend(threads)
     raise NotFound(f"backend {name!r} is not available in this version of bushu")
 
 
