@@ -34,3 +34,8 @@ def vision_package(tmp_path_factory) -> Path:
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(1234)
+
+
+@pytest.fixture(scope="session")
+def tests_dir() -> Path:
+    return Path(__file__).parent

@@ -9,7 +9,7 @@ from typing import Any
 
 import bushu
 from bushu.export.onnx_file import onnx_signature
-from bushu.export.torch_onnx import DEFAULT_TOLERANCE, export_module
+from bushu.export.torch_onnx import DEFAULT_TOLERANCE, EXPORTERS, export_module
 from bushu.package.manifest import Manifest, Provenance, Step, TensorSpec, Variant
 from bushu.package.store import hash_files, sha256_file, staged_package, write_manifest
 
@@ -69,21 +69,27 @@ def pack_module(
     source_sha256: str | None = None,
     tolerance: float = DEFAULT_TOLERANCE,
     value_ranges: Mapping[str, tuple[float, float]] | None = None,
+    extra_files: Mapping[str, Path] | None = None,
+    exporters: Sequence[str] = EXPORTERS,
     force: bool = False,
 ) -> Manifest:
     """Export `module` to ONNX, verify it against the module, and package it with its error.
 
     The module's weights travel too, as safetensors, and `source` names its class
-    (`module:Class`), so later steps can rebuild the exact source model.
+    (`module:Class`), so later steps can rebuild the exact source model. `extra_files` (package
+    path → file) travel too, e.g. a tokenizer that a pre-processing step names.
     """
     from safetensors.torch import save_model
 
     with staged_package(out, force=force) as staging:
         (staging / WEIGHTS_FILE).parent.mkdir()
         save_model(module, str(staging / WEIGHTS_FILE))
+        for rel, file in (extra_files or {}).items():
+            (staging / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(file, staging / rel)
         result = export_module(
             module, inputs, staging / MODEL_FILE, output_names=output_names,
-            tolerance=tolerance, value_ranges=value_ranges,
+            tolerance=tolerance, value_ranges=value_ranges, exporters=exporters,
         )
         manifest = Manifest(
             name=name,

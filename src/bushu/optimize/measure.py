@@ -46,30 +46,35 @@ def _timed(run: Runner, inputs: dict[str, np.ndarray]) -> float:
     return (time.perf_counter() - start) * 1000
 
 
-def time_interleaved(
-    runners: Mapping[str, Runner],
-    single: dict[str, np.ndarray],
-    batch: dict[str, np.ndarray],
-    rounds: int,
-    warmup: int = 2,
-) -> dict[str, Timing]:
-    """p50/p95 latency at batch 1 (`single`) and at the serving batch for every runner."""
-    names = list(runners)
-    size = len(next(iter(batch.values())))
+@dataclass(frozen=True)
+class Workload:
+    """What one variant is timed on: its runner, a batch-1 input and a serving-batch input."""
+
+    run: Runner
+    single: dict[str, np.ndarray]
+    batch: dict[str, np.ndarray]
+
+
+def time_interleaved(workloads: Mapping[str, Workload], rounds: int, warmup: int = 2) -> dict[str, Timing]:
+    """p50/p95 latency at batch 1 and at the serving batch for every workload, interleaved."""
+    names = list(workloads)
     for name in names:
+        w = workloads[name]
         for _ in range(warmup):
-            runners[name](single)
-            runners[name](batch)
+            w.run(w.single)
+            w.run(w.batch)
     ones: dict[str, list[float]] = {n: [] for n in names}
     many: dict[str, list[float]] = {n: [] for n in names}
     for r in range(rounds):
         for name in names[r % len(names):] + names[: r % len(names)]:
-            ones[name].append(_timed(runners[name], single))
-            many[name].append(_timed(runners[name], batch))
+            w = workloads[name]
+            ones[name].append(_timed(w.run, w.single))
+            many[name].append(_timed(w.run, w.batch))
     return {
         n: Timing(
             float(np.percentile(ones[n], 50)), float(np.percentile(ones[n], 95)),
-            float(np.percentile(many[n], 50)), float(np.percentile(many[n], 95)), size,
+            float(np.percentile(many[n], 50)), float(np.percentile(many[n], 95)),
+            len(next(iter(workloads[n].batch.values()))),
         )
         for n in names
     }

@@ -21,7 +21,7 @@ from bushu.errors import BushuError, InvalidInput
 from bushu.optimize import hardware as hw
 from bushu.optimize.config import OptimizeConfig
 from bushu.optimize.fidelity import Metric, choose_metric
-from bushu.optimize.measure import Timing, time_interleaved
+from bushu.optimize.measure import Timing, Workload, time_interleaved
 from bushu.optimize.passes import BuildContext, Candidate, Outcome, Skipped
 from bushu.optimize.samples import Samples, ensure_disjoint, load_samples, split_for_calibration
 from bushu.package.manifest import Manifest, Variant
@@ -74,11 +74,11 @@ def _is_transformer(manifest: Manifest) -> bool:
         s.name for s in manifest.inputs}
 
 
-def _outputs(model: Model, samples: Samples, output: str, batch: int) -> np.ndarray:
+def outputs_on(model: Model, samples: Samples, output: str, batch: int) -> np.ndarray:
     return np.concatenate([model.infer(b, [output])[output] for b in samples.batches(batch)])
 
 
-def _size(staging: Path, file: str) -> int:
+def file_size(staging: Path, file: str) -> int:
     path = staging / file
     size = path.stat().st_size
     return size + (path.with_suffix(".bin").stat().st_size if path.suffix == ".xml" else 0)
@@ -109,8 +109,8 @@ class _Search:
         """Error on the calibration set, against the baseline's outputs there (labels unused)."""
         output = self.metric.output
         if self._cal_reference is None:
-            self._cal_reference = _outputs(self.load(self.baseline), self.calibration, output, self.config.serving_batch)
-        got = _outputs(self.load(candidate), self.calibration, output, self.config.serving_batch)
+            self._cal_reference = outputs_on(self.load(self.baseline), self.calibration, output, self.config.serving_batch)
+        got = outputs_on(self.load(candidate), self.calibration, output, self.config.serving_batch)
         proxy = Metric("top1_agreement", output, True) if self.metric.name == "accuracy" else self.metric
         perfect = proxy.score(self._cal_reference, self._cal_reference, None)
         return proxy.error(proxy.score(got, self._cal_reference, None), perfect)
@@ -141,7 +141,7 @@ def _build(ctx: BuildContext, deadline: float | None) -> list[Outcome]:
     return outcomes
 
 
-def _decide(rows: list[Row], baseline: Row, allowed: float) -> tuple[str, str]:
+def decide(rows: list[Row], baseline: Row, allowed: float) -> tuple[str, str]:
     """Mark kept/rejected rows; return the chosen variant and why."""
     base_speed = baseline.timing.throughput if baseline.timing else 0.0
     for row in rows:
@@ -215,7 +215,7 @@ def optimize(
             shutil.copyfile(root / rel, staging / rel)
         search = _Search(staging, manifest, config, metric, calibration, evaluation, log)
         base = search.baseline
-        reference = _outputs(search.load(base), evaluation, metric.output, config.serving_batch)
+        reference = outputs_on(search.load(base), evaluation, metric.output, config.serving_batch)
         base_value = metric.score(reference, reference, evaluation.labels)
         allowed = config.budget.allowed_error(base_value, metric.higher_is_better)
         log(f"baseline {base.name}: {metric.name} {base_value:.4g}; allowed error {allowed:.4g} ({config.budget})")
@@ -228,11 +228,11 @@ def optimize(
         rows: list[Row] = []
         models: dict[str, Model] = {}
         for c in candidates:
-            row = Row(c.name, c.family, c.backend, c.precision, c.file, _size(staging, c.file), c.notes)
+            row = Row(c.name, c.family, c.backend, c.precision, c.file, file_size(staging, c.file), c.notes)
             rows.append(row)
             try:
                 models[c.name] = model = search.load(c)
-                got = reference if c is base else _outputs(model, evaluation, metric.output, config.serving_batch)
+                got = reference if c is base else outputs_on(model, evaluation, metric.output, config.serving_batch)
             except Exception as exc:  # a variant that does not load or run is rejected, not fatal
                 row.reason = f"failed to run: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
                 models.pop(c.name, None)
@@ -241,11 +241,11 @@ def optimize(
             row.error = metric.error(row.metric_value, base_value)
             log(f"{c.name}: {metric.name} {row.metric_value:.4g} (error {row.error:.4g})")
         log(f"timing {len(models)} variants interleaved, {config.rounds} rounds")
-        timings = time_interleaved({n: m.infer for n, m in models.items()}, evaluation.batch(1),
-                                   evaluation.batch(config.serving_batch), config.rounds)
+        single, batch = evaluation.batch(1), evaluation.batch(config.serving_batch)
+        timings = time_interleaved({n: Workload(m.infer, single, batch) for n, m in models.items()}, config.rounds)
         for row in rows:
             row.timing = timings.get(row.name)
-        choice, why = _decide(rows, rows[0], allowed)
+        choice, why = decide(rows, rows[0], allowed)
 
         kept = {r.name: r for r in rows if r.kept}
         wanted = {manifest.provenance.weights_file, *(r.file for r in kept.values())} | set(manifest.files)

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from bushu.errors import BushuError
 from bushu.optimize.config import OptimizeConfig
 from bushu.optimize.hardware import Hardware
 from bushu.optimize.samples import Samples
@@ -39,6 +40,17 @@ class Skipped:
 
 
 Outcome = Candidate | Skipped
+
+
+def attempt(name: str, family: str, build: Callable[[], Outcome]) -> Outcome:
+    """Run one builder; a library failing on this model skips that variant, not the search."""
+    try:
+        return build()
+    except BushuError:
+        raise
+    except Exception as exc:  # quantisers and converters raise many types; the message is what matters
+        first = next((line for line in str(exc).splitlines() if line.strip()), "")
+        return Skipped(name, family, f"failed: {type(exc).__name__}: {first}"[:300])
 
 
 @dataclass

@@ -8,7 +8,7 @@ transformers, and writes OpenVINO IR.
 
 from __future__ import annotations
 
-from bushu.optimize.passes import BuildContext, Candidate, Outcome, Skipped
+from bushu.optimize.passes import BuildContext, Candidate, Outcome, Skipped, attempt
 from bushu.optimize.passes.ort import no_int8_reason
 
 NNCF = "ov-int8-nncf"
@@ -22,13 +22,13 @@ def nncf_int8(ctx: BuildContext, name: str, ignored: list[str] | None = None, fa
     import openvino as ov
 
     model = ov.Core().read_model(str(ctx.staging / ctx.base_file))
-    dataset = nncf.Dataset(list(ctx.calibration.batches(16)))
-    options: dict[str, object] = {"subset_size": len(ctx.calibration)}
+    batches = list(ctx.calibration.batches(16))
+    options: dict[str, object] = {"subset_size": len(batches)}  # NNCF counts dataset items: batches
     if ctx.transformer:
         options["model_type"] = nncf.ModelType.TRANSFORMER
     if ignored:
         options["ignored_scope"] = nncf.IgnoredScope(names=ignored, validate=False)
-    quantized = nncf.quantize(model, dataset, **options)
+    quantized = nncf.quantize(model, nncf.Dataset(batches), **options)
     file = f"variants/{name}.xml"
     ov.save_model(quantized, str(ctx.path(file)), compress_to_fp16=False)
     preset = "transformer preset" if ctx.transformer else "default preset"
@@ -52,7 +52,7 @@ def build(ctx: BuildContext) -> list[Outcome]:
         fp32 = Candidate("ov-fp32", "openvino", "openvino", "fp32", ctx.base_file, "OpenVINO CPU, f32 precision")
         outcomes += [fp32, with_bf16(ctx, fp32)]
     if "nncf" in ctx.config.families:
-        built = nncf_int8(ctx, NNCF)
+        built = attempt(NNCF, "nncf", lambda: nncf_int8(ctx, NNCF))
         outcomes.append(built)
         if isinstance(built, Candidate):
             outcomes.append(with_bf16(ctx, built))

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from bushu.optimize.passes import BuildContext, Candidate, Outcome, Skipped
+from bushu.optimize.passes import BuildContext, Candidate, Outcome, Skipped, attempt
 from bushu.optimize.samples import Samples
 
 FUSED = "ort-fp32-fused"
@@ -88,15 +88,16 @@ def build(ctx: BuildContext) -> list[Outcome]:
     families = ctx.config.families
     source = ctx.base_file
     if "ort-fused" in families:
-        fused = fuse_transformer(ctx)
+        fused = attempt(FUSED, "ort-fused", lambda: fuse_transformer(ctx))
         outcomes.append(fused)
         if isinstance(fused, Candidate):
             source = fused.file
     if "ort-dynamic" in families:
-        outcomes.append(dynamic_int8(ctx, source, "ort-int8-dynamic"))
+        outcomes.append(attempt("ort-int8-dynamic", "ort-dynamic", lambda: dynamic_int8(ctx, source, "ort-int8-dynamic")))
     if "ort-static" in families:
         for method in CALIBRATION_METHODS:
-            built = static_int8(ctx, ctx.base_file, f"ort-int8-static-{method}", method)
+            name = f"ort-int8-static-{method}"
+            built = attempt(name, "ort-static", lambda: static_int8(ctx, ctx.base_file, name, method))
             outcomes.append(built)
             if isinstance(built, Candidate):  # the same QDQ file, run by OpenVINO's int8 kernels
                 outcomes.append(Candidate(f"ov-int8-qdq-{method}", "ort-static", "openvino", "int8", built.file,

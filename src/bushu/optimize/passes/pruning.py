@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from bushu.optimize.passes import BuildContext, Candidate, Outcome, Skipped
+from bushu.optimize.passes import BuildContext, Candidate, Outcome, Skipped, attempt
 from bushu.optimize.passes.ort import static_int8
 
 PRUNED = "pruned-fp32"
@@ -82,12 +82,13 @@ def build(ctx: BuildContext) -> list[Outcome]:
     """The pruned fp32 model, and its static int8 on ORT and on OpenVINO."""
     if "pruning" not in ctx.config.families:
         return []
-    pruned = prune(ctx)
+    pruned = attempt(PRUNED, "pruning", lambda: prune(ctx))
     if not isinstance(pruned, Candidate):
         return [pruned]
     outcomes: list[Outcome] = [pruned, Candidate("pruned-ov-fp32", "pruning", "openvino", "fp32", pruned.file,
                                                  "the pruned model on OpenVINO")]
-    quantized = static_int8(ctx, pruned.file, "pruned-int8-static", "minmax", family="pruning")
+    quantized = attempt("pruned-int8-static", "pruning",
+                        lambda: static_int8(ctx, pruned.file, "pruned-int8-static", "minmax", family="pruning"))
     outcomes.append(quantized)
     if isinstance(quantized, Candidate):
         outcomes.append(Candidate("pruned-ov-int8-qdq", "pruning", "openvino", "int8", quantized.file,

@@ -15,12 +15,12 @@ from collections.abc import Callable
 
 import numpy as np
 
-from bushu.optimize.passes import BuildContext, Candidate, Outcome, Skipped
+from bushu.optimize.passes import BuildContext, Candidate, Outcome, Skipped, attempt
 from bushu.optimize.passes.openvino import NNCF, nncf_int8
 from bushu.optimize.passes.ort import dynamic_int8
 
 #: Fraction of the allowed error the calibration error may use: eval samples differ.
-MARGIN = 0.75
+MARGIN = 0.5
 _SENSITIVITY_SAMPLES = 32
 
 
@@ -113,13 +113,14 @@ def build(ctx: BuildContext, built: list[Outcome]) -> list[Outcome]:
         if "ort-int8-dynamic" not in full:
             outcomes.append(Skipped(name, "ort-selective", "no full dynamic int8 variant to start from"))
         else:
-            outcomes.append(back_off(ctx, name, "ort-selective", full["ort-int8-dynamic"], ranking,
-                                     lambda ex: dynamic_int8(ctx, source, name, ex, "ort-selective")))
+            outcomes.append(attempt(name, "ort-selective", lambda: back_off(
+                ctx, name, "ort-selective", full["ort-int8-dynamic"], ranking,
+                lambda ex: dynamic_int8(ctx, source, name, ex, "ort-selective"))))
     if "nncf-selective" in wanted:
         name = f"{NNCF}-selective"
         if NNCF not in full:
             outcomes.append(Skipped(name, "nncf-selective", "no full NNCF int8 variant to start from"))
         else:
-            outcomes.append(back_off(ctx, name, "nncf-selective", full[NNCF], ranking,
-                                     lambda ex: nncf_int8(ctx, name, ex, "nncf-selective")))
+            outcomes.append(attempt(name, "nncf-selective", lambda: back_off(
+                ctx, name, "nncf-selective", full[NNCF], ranking, lambda ex: nncf_int8(ctx, name, ex, "nncf-selective"))))
     return outcomes
