@@ -22,7 +22,7 @@ from bushu.optimize import hardware as hw
 from bushu.optimize.config import OptimizeConfig
 from bushu.optimize.fidelity import Metric, choose_metric
 from bushu.optimize.measure import Timing, Workload, time_interleaved
-from bushu.optimize.passes import BuildContext, Candidate, Outcome, Skipped
+from bushu.optimize.passes import BuildContext, Candidate, Outcome, Skipped, describe
 from bushu.optimize.samples import Samples, ensure_disjoint, load_samples, split_for_calibration
 from bushu.package.manifest import Manifest, Variant
 from bushu.package.store import hash_files, staged_package, verify_package, write_manifest
@@ -136,8 +136,7 @@ def _build(ctx: BuildContext, deadline: float | None) -> list[Outcome]:
         except BushuError:
             raise
         except Exception as exc:  # a library failing on this model must not sink the whole search
-            first = next((ln for ln in str(exc).splitlines() if ln.strip()), "")
-            outcomes.append(Skipped(stage, stage, f"failed: {type(exc).__name__}: {first}"))
+            outcomes.append(Skipped(stage, stage, f"failed: {describe(exc)}"))
     return outcomes
 
 
@@ -234,7 +233,7 @@ def optimize(
                 models[c.name] = model = search.load(c)
                 got = reference if c is base else outputs_on(model, evaluation, metric.output, config.serving_batch)
             except Exception as exc:  # a variant that does not load or run is rejected, not fatal
-                row.reason = f"failed to run: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+                row.reason = f"failed to run: {describe(exc)}"
                 models.pop(c.name, None)
                 continue
             row.metric_value = metric.score(got, reference, evaluation.labels)

@@ -32,11 +32,12 @@ def load(
     *,
     device: str | None = None,
     verify: bool = True,
+    threads: int | None = None,
 ) -> Model:
     """Load a package's variant (the manifest's default when none is named).
 
     With `verify` (the default) every file is re-hashed first: a package that changed since it
-    was written is refused rather than run.
+    was written is refused rather than run. `threads` caps the runtime's threads per call.
     """
     root = Path(directory)
     manifest = verify_package(root) if verify else read_manifest(root)
@@ -44,4 +45,4 @@ def load(
     if name not in manifest.variants:
         raise NotFound(f"variant {name!r} not in package {manifest.name}; it has {sorted(manifest.variants)}")
     chosen = manifest.variants[name]
-    return backend_for(chosen.backend).load(root, manifest, name, device or chosen.device)
+    return backend_for(chosen.backend, threads).load(root, manifest, name, device or chosen.device)

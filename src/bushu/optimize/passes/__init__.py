@@ -42,6 +42,11 @@ class Skipped:
 Outcome = Candidate | Skipped
 
 
+def describe(exc: BaseException) -> str:
+    """An exception as one short line: libraries put the useful part anywhere in the message."""
+    return f"{type(exc).__name__}: {' '.join(str(exc).split())}"[:300]
+
+
 def attempt(name: str, family: str, build: Callable[[], Outcome]) -> Outcome:
     """Run one builder; a library failing on this model skips that variant, not the search."""
     try:
@@ -49,8 +54,7 @@ def attempt(name: str, family: str, build: Callable[[], Outcome]) -> Outcome:
     except BushuError:
         raise
     except Exception as exc:  # quantisers and converters raise many types; the message is what matters
-        first = next((line for line in str(exc).splitlines() if line.strip()), "")
-        return Skipped(name, family, f"failed: {type(exc).__name__}: {first}"[:300])
+        return Skipped(name, family, f"failed: {describe(exc)}")
 
 
 @dataclass

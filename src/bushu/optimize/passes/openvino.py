@@ -43,13 +43,13 @@ def with_bf16(ctx: BuildContext, built: Candidate) -> Outcome:
     if not ctx.hardware.bf16_fast:
         return Skipped(name, built.family, "this CPU has no AVX-512 BF16 or AMX-BF16: bf16 would be emulated")
     precision = "bf16" if built.precision == "fp32" else f"{built.precision}+bf16"
-    return Candidate(name, built.family, "openvino", precision, built.file, f"{built.notes}; float ops in bf16")
+    return Candidate(name, built.family, "openvino", precision, built.file, f"{built.notes}; float ops in bf16 (AMX/AVX-512 BF16)")
 
 
 def build(ctx: BuildContext) -> list[Outcome]:
     outcomes: list[Outcome] = []
     if "openvino" in ctx.config.families:
-        fp32 = Candidate("ov-fp32", "openvino", "openvino", "fp32", ctx.base_file, "OpenVINO CPU, f32 precision")
+        fp32 = Candidate("ov-fp32", "openvino", "openvino", "fp32", ctx.base_file, "OpenVINO CPU")
         outcomes += [fp32, with_bf16(ctx, fp32)]
     if "nncf" in ctx.config.families:
         built = attempt(NNCF, "nncf", lambda: nncf_int8(ctx, NNCF))

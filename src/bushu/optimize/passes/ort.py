@@ -43,11 +43,16 @@ def dynamic_int8(ctx: BuildContext, source: str, name: str, exclude: list[str] |
     """Weights int8 per channel, activations quantised on the fly per batch: no calibration."""
     if reason := no_int8_reason(ctx):
         return Skipped(name, family, reason)
+    from onnx import TensorProto
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     file = f"variants/{name}.onnx"
+    # Only matrix products: a dynamically quantised Conv (ConvInteger) or Gather is slower or
+    # costs accuracy for no speed. Fused graphs hold contrib ops that shape inference cannot
+    # type; their tensors are float.
     quantize_dynamic(str(ctx.staging / source), str(ctx.path(file)), weight_type=QuantType.QInt8,
-                     per_channel=True, nodes_to_exclude=exclude or [])
+                     per_channel=True, nodes_to_exclude=exclude or [], op_types_to_quantize=["MatMul", "Gemm", "Attention"],
+                     extra_options={"DefaultTensorType": TensorProto.FLOAT})
     kept = f"; {len(exclude)} most sensitive op(s) left in fp32" if exclude else ""
     return Candidate(name, family, "onnxruntime", "int8", file,
                      f"dynamic int8 (per-channel weights) of {source}{kept}")
