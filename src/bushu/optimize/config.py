@@ -72,7 +72,7 @@ class OptimizeConfig(BaseModel):
     calibration_samples: int = Field(default=256, ge=8)
     #: Structured pruning: fraction of channels removed, and fine-tuning epochs.
     prune_ratio: float = Field(default=0.5, gt=0, lt=1)
-    finetune_epochs: int = Field(default=4, ge=0)
+    finetune_epochs: int = Field(default=8, ge=0)
     max_minutes: float | None = Field(default=None, gt=0)
     seed: int = 0
 
@@ -89,7 +89,7 @@ class OptimizeConfig(BaseModel):
 PRESETS: dict[str, OptimizeConfig] = {
     "quick": OptimizeConfig(families=("ort-dynamic", "ort-static", "openvino"), rounds=5, calibration_samples=64),
     "default": OptimizeConfig(),
-    "thorough": OptimizeConfig(rounds=40, calibration_samples=512, finetune_epochs=6),
+    "thorough": OptimizeConfig(rounds=40, calibration_samples=512, finetune_epochs=12),
 }
 
 

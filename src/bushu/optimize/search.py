@@ -97,11 +97,11 @@ class _Search:
         self._cal_reference: np.ndarray | None = None
 
     def load(self, candidate: Candidate) -> Model:
-        files = hash_files(self.staging)
+        """Load a candidate from the staging directory (not hashed yet: it is still being built)."""
         provisional = self.manifest.model_copy(update={
             "variants": {candidate.name: Variant(file=candidate.file, backend=candidate.backend,  # type: ignore[arg-type]
                                                  precision=candidate.precision)},
-            "default_variant": candidate.name, "files": files,
+            "default_variant": candidate.name,
         })
         return backend_for(candidate.backend, self.config.threads).load(self.staging, provisional, candidate.name, "cpu")
 
@@ -182,6 +182,7 @@ def optimize(
     from bushu.optimize.report import write_report
 
     started = time.monotonic()
+    config.check()
     deadline = started + config.max_minutes * 60 if config.max_minutes else None
     root = Path(source)
     manifest = verify_package(root)

@@ -9,9 +9,12 @@ Needs the package's source module and weights, and labelled training data.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
 from bushu.optimize.passes import BuildContext, Candidate, Outcome, Skipped, attempt
+from bushu.optimize.passes.openvino import nncf_int8
 from bushu.optimize.passes.ort import static_int8
 
 PRUNED = "pruned-fp32"
@@ -33,13 +36,16 @@ def _finetune(module, train, epochs: int, seed: int) -> None:
     x = torch.from_numpy(train.inputs[name])
     y = torch.from_numpy(train.labels.astype(np.int64))
     generator = torch.Generator().manual_seed(seed)
-    optimizer = torch.optim.Adam(module.parameters(), lr=5e-4)
+    optimizer = torch.optim.Adam(module.parameters(), lr=1e-3)
+    steps = epochs * -(-len(x) // 64)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(steps, 1))
     module.train()
     for _ in range(epochs):
         for batch in torch.randperm(len(x), generator=generator).split(64):
             optimizer.zero_grad()
             torch.nn.functional.cross_entropy(module(x[batch]), y[batch]).backward()
             optimizer.step()
+            schedule.step()
     module.eval()
 
 
@@ -79,7 +85,7 @@ def prune(ctx: BuildContext) -> Outcome:
 
 
 def build(ctx: BuildContext) -> list[Outcome]:
-    """The pruned fp32 model, and its static int8 on ORT and on OpenVINO."""
+    """The pruned fp32 model, its NNCF int8 on OpenVINO, and its static int8 on ORT and OpenVINO."""
     if "pruning" not in ctx.config.families:
         return []
     pruned = attempt(PRUNED, "pruning", lambda: prune(ctx))
@@ -87,6 +93,10 @@ def build(ctx: BuildContext) -> list[Outcome]:
         return [pruned]
     outcomes: list[Outcome] = [pruned, Candidate("pruned-ov-fp32", "pruning", "openvino", "fp32", pruned.file,
                                                  "the pruned model on OpenVINO")]
+    if "nncf" in ctx.config.families:
+        pruned_ctx = replace(ctx, base_file=pruned.file)
+        outcomes.append(attempt("pruned-ov-int8-nncf", "pruning",
+                                lambda: nncf_int8(pruned_ctx, "pruned-ov-int8-nncf", family="pruning")))
     quantized = attempt("pruned-int8-static", "pruning",
                         lambda: static_int8(ctx, pruned.file, "pruned-int8-static", "minmax", family="pruning"))
     outcomes.append(quantized)
