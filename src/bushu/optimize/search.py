@@ -85,15 +85,15 @@ def file_size(staging: Path, file: str) -> int:
 
 
 class _Search:
-    """The state of one run: staging directory, data, models loaded so far."""
+    """What loading and scoring candidates needs: the staging directory, settings, calibration data."""
 
     def __init__(self, staging: Path, manifest: Manifest, config: OptimizeConfig, metric: Metric,
-                 calibration: Samples, evaluation: Samples, log: Callable[[str], None]) -> None:
-        self.staging, self.manifest, self.config, self.metric = staging, manifest, config, metric
-        self.calibration, self.evaluation, self.log = calibration, evaluation, log
-        self.baseline = Candidate(manifest.default_variant, "baseline", manifest.variants[manifest.default_variant].backend,
-                                  manifest.variants[manifest.default_variant].precision,
-                                  manifest.variants[manifest.default_variant].file, "the source package's default variant")
+                 calibration: Samples) -> None:
+        self.staging, self.manifest, self.config, self.metric, self.calibration = (
+            staging, manifest, config, metric, calibration)
+        source = manifest.variants[manifest.default_variant]
+        self.baseline = Candidate(manifest.default_variant, "baseline", source.backend, source.precision, source.file,
+                                  "the source package's default variant")
         self._cal_reference: np.ndarray | None = None
 
     def load(self, candidate: Candidate) -> Model:
@@ -213,7 +213,7 @@ def optimize(
         for rel in manifest.files:
             (staging / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(root / rel, staging / rel)
-        search = _Search(staging, manifest, config, metric, calibration, evaluation, log)
+        search = _Search(staging, manifest, config, metric, calibration)
         base = search.baseline
         reference = outputs_on(search.load(base), evaluation, metric.output, config.serving_batch)
         base_value = metric.score(reference, reference, evaluation.labels)
