@@ -119,7 +119,8 @@ class _Search:
 def _build(ctx: BuildContext, deadline: float | None) -> list[Outcome]:
     from bushu.optimize.passes import openvino, ort, pruning, selective
 
-    outcomes: list[Outcome] = []
+    outcomes: list[Outcome] = [Skipped("pytorch", "pytorch", "bushu has no PyTorch serving backend yet; torch eager is "
+                                                          "measured against bushu in benchmarks/optimize_vs_peers.py")]
     stages: list[tuple[str, Callable[[], list[Outcome]]]] = [
         ("onnxruntime", lambda: ort.build(ctx)),
         ("openvino", lambda: openvino.build(ctx)),

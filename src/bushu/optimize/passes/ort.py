@@ -92,6 +92,9 @@ def build(ctx: BuildContext) -> list[Outcome]:
     outcomes: list[Outcome] = []
     families = ctx.config.families
     source = ctx.base_file
+    if any(f.startswith("ort") for f in families):
+        outcomes.append(Skipped("ort-fp16", "ort", "ONNX Runtime's CPU provider runs fp16 by casting back to fp32, "
+                                               "so fp16 cannot win on a CPU; bf16 is offered through OpenVINO"))
     if "ort-fused" in families:
         fused = attempt(FUSED, "ort-fused", lambda: fuse_transformer(ctx))
         outcomes.append(fused)
