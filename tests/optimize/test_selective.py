@@ -6,6 +6,7 @@ from torch import nn
 
 from bushu.export import pack_module, parse_input_spec
 from bushu.optimize import preset
+from bushu.optimize.fidelity import Metric
 from bushu.optimize.hardware import probe
 from bushu.optimize.passes import BuildContext, Candidate, Skipped
 from bushu.optimize.passes.selective import back_off, sensitivity
@@ -32,7 +33,8 @@ class Outlier(nn.Module):
 def _ctx(package, samples, allowed=0.01, errors=None):
     errors = errors or {}
     return BuildContext(package, read_manifest(package), "model.onnx", preset("quick"), probe(), samples, None, False,
-                        lambda c: errors[c.name], allowed, lambda m: None)
+                        Metric("relative_error", "output", False), lambda c: errors.get(c.name, 0.0), allowed,
+                        lambda m: None)
 
 
 @pytest.fixture(scope="module")
@@ -73,3 +75,33 @@ def test_back_off_doubles_the_float_ops_until_the_budget_fits(outlier_package):
     errors["full"] = 0.001
     fits = back_off(ctx, "sel", "f", Candidate("full", "f", "onnxruntime", "int8", "x"), ranking, build)
     assert isinstance(fits, Skipped) and "already fits" in fits.reason
+
+
+def test_nncf_accuracy_control_brings_int8_within_the_budget_on_calibration_data(outlier_package, tmp_path, rng):
+    import shutil
+
+    import bushu
+    from bushu.optimize.passes.openvino import nncf_accuracy_control, nncf_int8
+    from bushu.optimize.passes.selective import MARGIN
+
+    staging = tmp_path / "pkg"
+    shutil.copytree(outlier_package, staging)
+    x = rng.standard_normal((64, 8)).astype(np.float32)
+    ctx = _ctx(staging, Samples({"x": x}, None, [bytes([i]) for i in range(64)], "test"), allowed=0.02)
+    want = bushu.load(staging).infer({"x": x})["output"]
+
+    def error(candidate):
+        from bushu.package import Variant
+
+        manifest = ctx.manifest.model_copy(update={"variants": {"v": Variant(file=candidate.file, backend="openvino",
+                                                                             precision="int8")}})
+        from bushu.runtime.loader import backend_for
+
+        got = backend_for("openvino").load(staging, manifest, "v", "cpu").infer({"x": x})["output"]
+        return ctx.metric.score(got, want, None)
+
+    full = nncf_int8(ctx, "full")
+    controlled = nncf_accuracy_control(ctx)
+    assert isinstance(controlled, Candidate), controlled
+    assert error(full) > 0.02  # plain int8 crushes the channels that matter
+    assert error(controlled) <= 0.02 * MARGIN

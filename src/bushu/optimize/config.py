@@ -17,7 +17,10 @@ from bushu.errors import InvalidInput
 #: accuracy needs labels in the eval set.
 METRICS = ("accuracy", "top1_agreement", "cosine", "relative_error")
 #: Variant families the search can build; a preset picks a subset.
-FAMILIES = ("ort-fused", "ort-dynamic", "ort-static", "ort-selective", "openvino", "nncf", "nncf-selective", "pruning")
+FAMILIES = ("ort-fused", "ort-dynamic", "ort-static", "ort-selective", "openvino", "nncf", "nncf-selective",
+            "nncf-accuracy", "pruning")
+#: The default search: every family but NNCF's accuracy control, which costs many validation passes.
+DEFAULT_FAMILIES = tuple(f for f in FAMILIES if f != "nncf-accuracy")
 
 
 class Budget(BaseModel):
@@ -62,7 +65,7 @@ class OptimizeConfig(BaseModel):
     target: Literal["cpu", "cuda"] = "cpu"
     budget: Budget = Budget(value=0.01, relative=True)
     metric: str | None = None
-    families: tuple[str, ...] = FAMILIES
+    families: tuple[str, ...] = DEFAULT_FAMILIES
     #: Threads per inference session, as a serving worker would get.
     threads: int = Field(default=2, ge=1)
     #: The batch size a server would form; latency is measured at 1 and at this.
@@ -89,7 +92,7 @@ class OptimizeConfig(BaseModel):
 PRESETS: dict[str, OptimizeConfig] = {
     "quick": OptimizeConfig(families=("ort-dynamic", "ort-static", "openvino"), rounds=5, calibration_samples=64),
     "default": OptimizeConfig(),
-    "thorough": OptimizeConfig(rounds=40, calibration_samples=512, finetune_epochs=12),
+    "thorough": OptimizeConfig(families=FAMILIES, rounds=40, calibration_samples=512, finetune_epochs=12),
 }
 
 

@@ -95,6 +95,8 @@ class _Search:
         self.baseline = Candidate(manifest.default_variant, "baseline", source.backend, source.precision, source.file,
                                   "the source package's default variant")
         self._cal_reference: np.ndarray | None = None
+        #: Calibration data has no labels: accuracy is judged there by top-1 agreement.
+        self.proxy = Metric("top1_agreement", metric.output, True) if metric.name == "accuracy" else metric
 
     def load(self, candidate: Candidate) -> Model:
         """Load a candidate from the staging directory (not hashed yet: it is still being built)."""
@@ -111,7 +113,7 @@ class _Search:
         if self._cal_reference is None:
             self._cal_reference = outputs_on(self.load(self.baseline), self.calibration, output, self.config.serving_batch)
         got = outputs_on(self.load(candidate), self.calibration, output, self.config.serving_batch)
-        proxy = Metric("top1_agreement", output, True) if self.metric.name == "accuracy" else self.metric
+        proxy = self.proxy
         perfect = proxy.score(self._cal_reference, self._cal_reference, None)
         return proxy.error(proxy.score(got, self._cal_reference, None), perfect)
 
@@ -221,7 +223,7 @@ def optimize(
         allowed = config.budget.allowed_error(base_value, metric.higher_is_better)
         log(f"baseline {base.name}: {metric.name} {base_value:.4g}; allowed error {allowed:.4g} ({config.budget})")
         ctx = BuildContext(staging, manifest, base.file, config, machine, calibration, train, _is_transformer(manifest),
-                           search.calibration_error, allowed, log)
+                           search.proxy, search.calibration_error, allowed, log)
         outcomes = _build(ctx, deadline)
         candidates = [base] + [o for o in outcomes if isinstance(o, Candidate)]
         skipped = [o for o in outcomes if isinstance(o, Skipped)]

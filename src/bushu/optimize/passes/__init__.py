@@ -13,6 +13,7 @@ from pathlib import Path
 
 from bushu.errors import BushuError
 from bushu.optimize.config import OptimizeConfig
+from bushu.optimize.fidelity import Metric
 from bushu.optimize.hardware import Hardware
 from bushu.optimize.samples import Samples
 from bushu.package.manifest import Manifest
@@ -67,6 +68,8 @@ class BuildContext:
     calibration: Samples
     train: Samples | None
     transformer: bool
+    #: The metric, as scored against the baseline's outputs on calibration data (no labels there).
+    metric: Metric
     #: Error of a candidate against the baseline, measured on the calibration set.
     calibration_error: Callable[[Candidate], float]
     #: The largest error within budget (from the baseline's metric on the eval set).
