@@ -62,3 +62,8 @@ def recsys_package(tmp_path_factory) -> Path:
     assert result.exit_code == 0, result.output
     assert "oracle" in result.output
     return out
+
+
+@pytest.fixture(scope="session")
+def tests_dir() -> Path:
+    return Path(__file__).parent

@@ -46,7 +46,8 @@ def _user_errors(fn: F) -> F:
 @app.command()
 @_user_errors
 def pack(
-    source: Annotated[str, typer.Argument(help="a .onnx file, or module:Class (or file.py:Class) of an nn.Module")],
+    source: Annotated[str, typer.Argument(help="a .onnx file, a transformers model directory, or module:Class "
+                                               "(or file.py:Class) of an nn.Module")],
     output: Annotated[Path, typer.Option("-o", "--output", help="package directory to write")],
     weights: Annotated[Path | None, typer.Option(help="state dict (.pt/.pth via weights_only, or .safetensors)")] = None,
     input: Annotated[list[str] | None, typer.Option("--input", help="NAME:DTYPE:SHAPE, e.g. image:FP32:batch,3,32,32")] = None,
@@ -57,11 +58,20 @@ def pack(
     labels: Annotated[str | None, typer.Option(help="comma-separated class labels")] = None,
     kwargs: Annotated[str | None, typer.Option(help="JSON object of constructor arguments")] = None,
     tolerance: Annotated[float, typer.Option(help="max relative error accepted at export")] = 1e-4,
+    max_length: Annotated[int | None, typer.Option(help="text packages: tokens per text at most")] = None,
     force: Annotated[bool, typer.Option(help="replace OUTPUT if it exists")] = False,
 ) -> None:
-    """Package a model: export and verify a PyTorch module, or take an ONNX file as it is."""
+    """Package a model: export and verify a PyTorch module or a transformers encoder, or take an ONNX file as it is."""
+    from bushu.export.hf import is_hf_directory
+
     label_list = [x.strip() for x in labels.split(",")] if labels else None
-    if source.endswith(".onnx") and Path(source).is_file():
+    if is_hf_directory(source):
+        if weights or input:
+            raise InvalidInput("--weights and --input apply to PyTorch sources; a transformers directory has its own")
+        from bushu.export.hf import pack_hf_encoder
+
+        manifest = pack_hf_encoder(source, output, name=name, version=version, max_length=max_length, force=force)
+    elif source.endswith(".onnx") and Path(source).is_file():
         if weights or input:
             raise InvalidInput("--weights and --input apply to PyTorch sources; an ONNX file states its own inputs")
         from bushu.export.pack import pack_onnx
@@ -230,6 +240,69 @@ def infer(
         for name, value in results.items():
             out.print(f"[bold]{name}[/] {value.dtype} {list(value.shape)}", highlight=False)
             out.print(str(value), highlight=False, markup=False)
+
+
+@app.command()
+@_user_errors
+def optimize(
+    package: Annotated[Path, typer.Argument(help="source package directory (never changed)")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="new package directory to write")],
+    eval_file: Annotated[Path, typer.Option("--eval", help=".npz of inputs (+ labels), or .txt of texts for a text package")],
+    calibration: Annotated[Path | None, typer.Option(help="calibration data, disjoint from --eval (default: held out of it)")] = None,
+    train: Annotated[Path | None, typer.Option(help="labelled training .npz, for pruning's fine-tune")] = None,
+    target: Annotated[str, typer.Option(help="cpu or cuda")] = "cpu",
+    budget: Annotated[str, typer.Option(help="allowed loss: '1%' of the baseline's metric, or absolute '0.01'")] = "1%",
+    metric: Annotated[str | None, typer.Option(help="accuracy, top1_agreement, cosine or relative_error")] = None,
+    preset: Annotated[str, typer.Option(help="quick, default or thorough")] = "default",
+    threads: Annotated[int | None, typer.Option(help="threads per session (default 2)")] = None,
+    batch: Annotated[int | None, typer.Option(help="serving batch size (default 64)")] = None,
+    max_minutes: Annotated[float | None, typer.Option(help="stop building new variants after this long")] = None,
+    force: Annotated[bool, typer.Option(help="replace OUTPUT if it exists")] = False,
+) -> None:
+    """Search variants across runtimes; keep the fastest within the accuracy budget, with a report."""
+    from bushu.optimize import optimize as run_optimize
+    from bushu.optimize import parse_budget
+    from bushu.optimize import preset as named_preset
+
+    if target not in ("cpu", "cuda"):
+        raise InvalidInput(f"--target {target!r}: choose cpu or cuda")
+    config = named_preset(preset, target=target, budget=parse_budget(budget), metric=metric, threads=threads,
+                          serving_batch=batch, max_minutes=max_minutes)
+    result = run_optimize(package, output, config, eval_file=eval_file, calibration_file=calibration,
+                          train_file=train, force=force, log=lambda m: err.print(f"[dim]{m}[/]", highlight=False))
+    from bushu.optimize.report import table
+
+    out.print(table(result.rows, result.metric.name, result.choice, result.baseline), markup=False, highlight=False,
+              soft_wrap=True)
+    out.print(f"chose [bold]{result.choice}[/]: {result.why}\nwrote {output} (report.md, report.json, pareto.png)",
+              highlight=False)
+
+
+@app.command()
+@_user_errors
+def compare(
+    packages: Annotated[list[Path], typer.Argument(help="candidate package directories")],
+    eval_file: Annotated[Path, typer.Option("--eval", help=".npz of inputs (+ labels), or .txt of texts")],
+    goal: Annotated[str, typer.Option(help="latency: fastest within --budget of the best metric; "
+                                           "accuracy: best metric within --max-latency-ms")] = "latency",
+    budget: Annotated[str, typer.Option(help="for goal latency: '1%' or absolute '0.01'")] = "1%",
+    max_latency_ms: Annotated[float | None, typer.Option(help="for goal accuracy: p95 ms at batch 1")] = None,
+    metric: Annotated[str | None, typer.Option(help="accuracy, top1_agreement, cosine or relative_error")] = None,
+    threads: Annotated[int | None, typer.Option(help="threads per session (default 2)")] = None,
+    batch: Annotated[int | None, typer.Option(help="serving batch size (default 64)")] = None,
+) -> None:
+    """Measure candidate packages on the same data and hardware; name the one that best meets the goal."""
+    from bushu.optimize import parse_budget
+    from bushu.optimize import preset as named_preset
+    from bushu.optimize.compare import compare as run_compare
+    from bushu.optimize.report import table
+
+    config = named_preset("default", budget=parse_budget(budget), metric=metric, threads=threads, serving_batch=batch)
+    result = run_compare(packages, eval_file, config, goal=goal, max_latency_ms=max_latency_ms)
+    out.print(table(result.rows, result.metric.name, result.choice, result.rows[0].name), markup=False, highlight=False, soft_wrap=True)
+    if result.choice is None:
+        raise BushuError(result.why)
+    out.print(f"best: [bold]{result.choice}[/] — {result.why}", highlight=False)
 
 
 @train_app.command("vision")

@@ -10,7 +10,7 @@ from typing import Any
 import bushu
 from bushu.errors import InvalidInput
 from bushu.export.onnx_file import onnx_signature
-from bushu.export.torch_onnx import DEFAULT_TOLERANCE, export_module
+from bushu.export.torch_onnx import DEFAULT_TOLERANCE, EXPORTERS, export_module
 from bushu.package.manifest import MANIFEST_NAME, Manifest, Provenance, Step, TensorSpec, Variant
 from bushu.package.store import hash_files, sha256_file, staged_package, write_manifest
 
@@ -70,15 +70,16 @@ def pack_module(
     source_sha256: str | None = None,
     tolerance: float = DEFAULT_TOLERANCE,
     value_ranges: Mapping[str, tuple[float, float]] | None = None,
-    extra_files: Mapping[str, bytes] | None = None,
+    extra_files: Mapping[str, bytes | Path] | None = None,
+    exporters: Sequence[str] = EXPORTERS,
     force: bool = False,
 ) -> Manifest:
     """Export `module` to ONNX, verify it against the module, and package it with its error.
 
     The module's weights travel too, as safetensors, and `source` names its class
     (`module:Class`), so later steps can rebuild the exact source model. `extra_files`
-    (relative path → bytes) are data the processing steps read, e.g. a tokenizer's vocabulary;
-    they are written before hashing, so the manifest covers them like every other file.
+    (relative path → bytes, or a file to copy) are data the processing steps read, e.g. a
+    tokenizer; they are written before hashing, so the manifest covers them like every file.
     """
     from safetensors.torch import save_model
 
@@ -88,12 +89,15 @@ def pack_module(
             if not _is_inside(staging, target) or rel in (MODEL_FILE, WEIGHTS_FILE, MANIFEST_NAME):
                 raise InvalidInput(f"extra file {rel!r} must be a new relative path inside the package")
             target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(data)
+            if isinstance(data, Path):
+                shutil.copyfile(data, target)
+            else:
+                target.write_bytes(data)
         (staging / WEIGHTS_FILE).parent.mkdir(exist_ok=True)
         save_model(module, str(staging / WEIGHTS_FILE))
         result = export_module(
             module, inputs, staging / MODEL_FILE, output_names=output_names,
-            tolerance=tolerance, value_ranges=value_ranges,
+            tolerance=tolerance, value_ranges=value_ranges, exporters=exporters,
         )
         manifest = Manifest(
             name=name,

@@ -9,13 +9,17 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Protocol
+from typing import Callable, Protocol
 
 import numpy as np
 
 from bushu.errors import InvalidInput
 from bushu.package.manifest import Manifest, TensorSpec
 from bushu.runtime.dtypes import numpy_dtype, v2_datatype
+
+
+#: Reads a package file by relative path, decrypted (see `package.encryption.read_file`).
+FileReader = Callable[[str], bytes]
 
 
 def check_inputs(specs: Sequence[TensorSpec], inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -109,13 +113,13 @@ class Model(ABC):
 class Backend(Protocol):
     """Loads a variant of a package; one implementation per runtime.
 
-    `data` is the variant file's plaintext when the package is encrypted: the backend must
-    load from those bytes and never write them to disk.
+    When the package is encrypted, `read` gives a package file's plaintext (by relative path):
+    the backend must load from those bytes and never write them to disk.
     """
 
     name: str
 
     def load(
-        self, package: Path, manifest: Manifest, variant: str, device: str, data: bytes | None = None
+        self, package: Path, manifest: Manifest, variant: str, device: str, read: FileReader | None = None
     ) -> Model: ...
 

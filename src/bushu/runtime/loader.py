@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 
@@ -12,7 +13,10 @@ from bushu.runtime.base import Backend, Model
 
 
 def backend_for(name: str, threads: int | None = None) -> Backend:
-    """Backends are imported only when a variant needs them, so `import bushu` stays light."""
+    """Backends are imported only when a variant needs them, so `import bushu` stays light.
+
+    `threads` caps each session's threads (default: the runtime's own choice, or BUSHU_THREADS).
+    """
     if name == "onnxruntime":
         from bushu.runtime.onnxruntime import OnnxRuntimeBackend
 
@@ -21,6 +25,10 @@ def backend_for(name: str, threads: int | None = None) -> Backend:
         from bushu.runtime.pytorch import PyTorchBackend
 
         return PyTorchBackend(threads)
+    if name == "openvino":
+        from bushu.runtime.openvino import OpenVinoBackend
+
+        return OpenVinoBackend(threads)
     raise NotFound(f"backend {name!r} is not available in this version of bushu")
 
 
@@ -45,7 +53,9 @@ def load(
     if name not in manifest.variants:
         raise NotFound(f"variant {name!r} not in package {manifest.name}; it has {sorted(manifest.variants)}")
     chosen = manifest.variants[name]
-    data = None
+    read = None
     if manifest.encryption is not None:
-        data = read_file(root, manifest, chosen.file, key if key is not None else load_key())
-    return backend_for(chosen.backend, threads).load(root, manifest, name, device or chosen.device, data)
+        key = key if key is not None else load_key()
+        read = functools.partial(read_file, root, manifest, key=key)
+        read(chosen.file)  # a missing or wrong key fails here, naming the key id, before any backend runs
+    return backend_for(chosen.backend, threads).load(root, manifest, name, device or chosen.device, read)

@@ -18,7 +18,7 @@ import numpy as np
 
 from bushu.errors import BushuError, PackageError
 from bushu.package.manifest import Manifest
-from bushu.runtime.base import Model
+from bushu.runtime.base import FileReader, Model
 
 PRECISIONS = ("fp32", "bf16", "fp16")
 DEFAULT_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
@@ -103,7 +103,9 @@ class PyTorchBackend:
     def __init__(self, threads: int | None = None) -> None:
         self.threads = threads
 
-    def load(self, package: Path, manifest: Manifest, variant: str, device: str, data: bytes | None = None) -> Model:
+    def load(
+        self, package: Path, manifest: Manifest, variant: str, device: str, read: FileReader | None = None
+    ) -> Model:
         import torch
         from safetensors.torch import load as load_bytes
 
@@ -116,7 +118,7 @@ class PyTorchBackend:
             torch.set_num_threads(self.threads)
         device = resolve_device(device)
         module = import_class(manifest.provenance.source)(**chosen.options.get("kwargs", {}))
-        state = load_bytes(data if data is not None else (package / chosen.file).read_bytes())
+        state = load_bytes(read(chosen.file) if read is not None else (package / chosen.file).read_bytes())
         try:
             module.load_state_dict(state, strict=True)
         except RuntimeError as exc:

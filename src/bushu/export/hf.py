@@ -1,0 +1,85 @@
+"""Hugging Face encoders → text packages: tokenizer as pre-processing, pooled embedding inside.
+
+`bushu pack DIR` of a transformers directory (config.json, weights, tokenizer.json) exports
+the encoder wrapped in a small module that also mean-pools the last hidden state over the
+attention mask and L2-normalises it, so the ONNX graph itself returns `last_hidden_state` and
+`embedding` — the pooling is verified with the rest, and every runtime computes it the same.
+Only local files are read (offline): nothing is downloaded.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from bushu.errors import InvalidInput, NotFound
+from bushu.export.pack import pack_module
+from bushu.export.specs import parse_input_spec
+from bushu.package.manifest import Manifest
+from bushu.runtime.hf_text import tokenize_step
+
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt")
+OUTPUTS = ["last_hidden_state", "embedding"]
+
+
+def is_hf_directory(path: str | Path) -> bool:
+    return Path(path).is_dir() and (Path(path) / "config.json").is_file()
+
+
+def _pooled(encoder):  # -> torch.nn.Module
+    import torch
+
+    class PooledEncoder(torch.nn.Module):
+        """The encoder, plus the mean-pooled, L2-normalised embedding sentence-transformers makes."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.encoder = encoder
+
+        def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor):
+            hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+            mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+            mean = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+            return hidden, torch.nn.functional.normalize(mean, dim=-1)
+
+    return PooledEncoder().eval()
+
+
+def pack_hf_encoder(
+    directory: str | Path, out: str | Path, *, name: str | None = None, version: str = "1",
+    max_length: int | None = None, force: bool = False,
+) -> Manifest:
+    """Export a local transformers encoder as a verified text package (see the module docstring)."""
+    root = Path(directory)
+    if not is_hf_directory(root):
+        raise NotFound(f"{root}: not a transformers model directory (config.json is missing)")
+    if not (root / "tokenizer.json").is_file():
+        raise InvalidInput(f"{root}: no tokenizer.json; bushu needs the fast tokenizer's file to tokenize")
+    try:
+        from transformers import AutoConfig, AutoModel
+    except ImportError:
+        raise InvalidInput("packing a Hugging Face model needs transformers: pip install 'bushu[text]'") from None
+    config = AutoConfig.from_pretrained(str(root), local_files_only=True)
+    # Eager attention exports the classic attention pattern that ONNX Runtime knows how to fuse.
+    encoder = AutoModel.from_pretrained(str(root), local_files_only=True, attn_implementation="eager")
+    tokenizer_config = json.loads((root / "tokenizer_config.json").read_text()) if (
+        root / "tokenizer_config.json").is_file() else {}
+    limit = min(int(tokenizer_config.get("model_max_length", 512)), int(config.max_position_embeddings))
+    length = max_length or min(limit, 256)
+    if length > config.max_position_embeddings:
+        raise InvalidInput(f"max_length {length} exceeds the model's {config.max_position_embeddings} positions")
+    inputs = [parse_input_spec("input_ids:INT64:batch,sequence"), parse_input_spec("attention_mask:INT64:batch,sequence")]
+    extra = {f"tokenizer/{f}": root / f for f in TOKENIZER_FILES if (root / f).is_file()}
+    return pack_module(
+        _pooled(encoder), inputs, out,
+        name=name or _name(root), version=version, task="feature-extraction", output_names=OUTPUTS,
+        preprocessing=[tokenize_step("tokenizer/tokenizer.json", length, [s.name for s in inputs])],
+        source=str(root), value_ranges={"input_ids": (0, config.vocab_size), "attention_mask": (1, 2)},
+        extra_files=extra, exporters=("torchscript", "dynamo"), force=force,
+    )
+
+
+def _name(root: Path) -> str:
+    parts = [p for p in root.resolve().parts if p not in ("model", "models")]
+    cleaned = "".join(c if c.isalnum() or c in "_.-" else "-" for c in parts[-1]).strip("-._")
+    return cleaned or "encoder"

@@ -1,0 +1,109 @@
+"""Optimisation settings: one small object with named presets, saved next to what it produced.
+
+The budget is parsed here once, so `1%`, `0.01` and garbage mean the same thing to the CLI,
+the library and the report: `1%` is relative to the baseline's metric, `0.01` is absolute.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from bushu.errors import InvalidInput
+
+#: Fidelity metrics bushu knows. Agreement metrics compare with the source model's outputs;
+#: accuracy needs labels in the eval set.
+METRICS = ("accuracy", "top1_agreement", "cosine", "relative_error")
+#: Variant families the search can build; a preset picks a subset.
+FAMILIES = ("ort-fused", "ort-dynamic", "ort-static", "ort-selective", "openvino", "nncf", "nncf-selective",
+            "nncf-accuracy", "pruning")
+#: The default search: every family but NNCF's accuracy control, which costs many validation passes.
+DEFAULT_FAMILIES = tuple(f for f in FAMILIES if f != "nncf-accuracy")
+
+
+class Budget(BaseModel):
+    """How much worse than the baseline a variant may be: `relative` of the baseline, or absolute."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    value: float = Field(ge=0)
+    relative: bool
+
+    def allowed_error(self, baseline: float, higher_is_better: bool) -> float:
+        """The largest error (distance from the baseline, in metric units) still in budget."""
+        if not self.relative:
+            return self.value
+        scale = abs(baseline) if higher_is_better else max(abs(baseline), 1.0)
+        return self.value * scale
+
+    def __str__(self) -> str:
+        return f"{self.value * 100:g}%" if self.relative else f"{self.value:g}"
+
+
+def parse_budget(text: str) -> Budget:
+    """`1%` → 1 % of the baseline's metric; `0.01` → 0.01 in the metric's own units."""
+    cleaned = text.strip()
+    match = re.fullmatch(r"(\d+(?:\.\d+)?|\.\d+)\s*(%?)", cleaned)
+    if not match:
+        raise InvalidInput(f"budget {text!r}: expected a percentage like '1%' or an absolute number like '0.01'")
+    value = float(match.group(1))
+    relative = bool(match.group(2))
+    if relative:
+        value /= 100
+    if value >= 1 and relative:
+        raise InvalidInput(f"budget {text!r}: a relative budget must be below 100%")
+    return Budget(value=value, relative=relative)
+
+
+class OptimizeConfig(BaseModel):
+    """Everything that decides what `bushu optimize` builds and how it measures."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    target: Literal["cpu", "cuda"] = "cpu"
+    budget: Budget = Budget(value=0.01, relative=True)
+    metric: str | None = None
+    families: tuple[str, ...] = DEFAULT_FAMILIES
+    #: Threads per inference session, as a serving worker would get.
+    threads: int = Field(default=2, ge=1)
+    #: The batch size a server would form; latency is measured at 1 and at this.
+    serving_batch: int = Field(default=64, ge=1)
+    #: Interleaved timing rounds per variant and batch size.
+    rounds: int = Field(default=20, ge=3)
+    calibration_samples: int = Field(default=256, ge=8)
+    #: Structured pruning: fraction of channels removed, and fine-tuning epochs.
+    prune_ratio: float = Field(default=0.5, gt=0, lt=1)
+    finetune_epochs: int = Field(default=8, ge=0)
+    max_minutes: float | None = Field(default=None, gt=0)
+    seed: int = 0
+
+    def check(self) -> OptimizeConfig:
+        if self.metric is not None and self.metric not in METRICS:
+            raise InvalidInput(f"unknown metric {self.metric!r}; choose from {', '.join(METRICS)}")
+        unknown = [f for f in self.families if f not in FAMILIES]
+        if unknown:
+            raise InvalidInput(f"unknown variant families {unknown}; choose from {', '.join(FAMILIES)}")
+        return self
+
+
+#: Named presets: `quick` for tests and a first look, `thorough` for the full search.
+PRESETS: dict[str, OptimizeConfig] = {
+    "quick": OptimizeConfig(families=("ort-dynamic", "ort-static", "openvino"), rounds=5, calibration_samples=64),
+    "default": OptimizeConfig(),
+    "thorough": OptimizeConfig(families=FAMILIES, rounds=40, calibration_samples=512, finetune_epochs=12),
+}
+
+
+def preset(name: str, **overrides: object) -> OptimizeConfig:
+    """A named preset with some fields replaced; unknown names and values fail clearly."""
+    if name not in PRESETS:
+        raise InvalidInput(f"unknown preset {name!r}; choose from {', '.join(PRESETS)}")
+    data = PRESETS[name].model_dump()
+    data.update({k: v for k, v in overrides.items() if v is not None})
+    try:
+        return OptimizeConfig.model_validate(data).check()
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise InvalidInput(f"optimisation settings: {problems}") from None

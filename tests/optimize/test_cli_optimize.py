@@ -1,0 +1,47 @@
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from bushu.cli import app
+from bushu.package import read_manifest
+
+
+def run(*args):
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+@pytest.fixture
+def files(tmp_path, rng):
+    x = rng.standard_normal((120, 6)).astype(np.float32)
+    np.savez(tmp_path / "eval.npz", x=x[:80])
+    np.savez(tmp_path / "cal.npz", x=x[80:])
+    np.savez(tmp_path / "same.npz", x=x[:80])
+    return tmp_path
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--budget", "lots"], "expected a percentage like '1%'"),
+    (["--metric", "f1"], "unknown metric 'f1'"),
+    (["--target", "tpu"], "choose cpu or cuda"),
+    (["--calibration", "same.npz"], "calibration and eval must be different samples"),
+    (["--calibration", "absent.npz"], "no such file"),
+])
+def test_bad_arguments_fail_clearly_and_write_nothing(tiny_package, files, args, message):
+    args = [str(files / a) if a.endswith(".npz") else a for a in args]
+    result = run("optimize", tiny_package, "-o", files / "out", "--eval", files / "eval.npz", *args)
+    assert result.exit_code == 1
+    assert message in " ".join(result.output.split())
+    assert not (files / "out").exists()
+
+
+def test_optimize_then_compare_the_source_with_the_result(tiny_package, files):
+    result = run("optimize", tiny_package, "-o", files / "out", "--eval", files / "eval.npz",
+                 "--calibration", files / "cal.npz", "--preset", "quick", "--batch", "16", "--budget", "0.01")
+    assert result.exit_code == 0, result.output
+    choice = read_manifest(files / "out").default_variant
+    assert f"chose {choice}" in " ".join(result.output.split())
+    compared = run("compare", tiny_package, files / "out", "--eval", files / "eval.npz", "--batch", "16")
+    assert compared.exit_code == 0, compared.output
+    assert "tiny:tiny" in compared.output and "tiny:out" in compared.output and "best: tiny:" in compared.output
+    strict = run("compare", tiny_package, "--eval", files / "eval.npz", "--goal", "accuracy", "--max-latency-ms", "0.000001")
+    assert strict.exit_code == 1 and "no package has a p95 latency" in strict.output
