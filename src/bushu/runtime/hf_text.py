@@ -16,7 +16,7 @@ from bushu.errors import BushuError, InvalidInput
 from bushu.package.manifest import Step
 
 STEP_KIND = "hf_tokenize"
-INSTALL_HINT = "text packages need the tokenizers package: pip install 'bushu[text]'"
+INSTALL_HINT = "text packages need the tokenizers package: pip install 'bushu[hf]'"
 
 
 def tokenize_step(file: str, max_length: int, input_names: Sequence[str]) -> Step:
