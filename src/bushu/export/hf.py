@@ -58,7 +58,7 @@ def pack_hf_encoder(
     try:
         from transformers import AutoConfig, AutoModel
     except ImportError:
-        raise InvalidInput("packing a Hugging Face model needs transformers: pip install 'bushu[text]'") from None
+        raise InvalidInput("packing a Hugging Face model needs transformers: pip install 'bushu[hf]'") from None
     config = AutoConfig.from_pretrained(str(root), local_files_only=True)
     # Eager attention exports the classic attention pattern that ONNX Runtime knows how to fuse.
     encoder = AutoModel.from_pretrained(str(root), local_files_only=True, attn_implementation="eager")

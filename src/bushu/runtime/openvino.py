@@ -46,7 +46,7 @@ class OpenVinoModel(Model):
         self._compiled = compiled
         self._local = threading.local()  # an infer request is not thread-safe: one per thread
 
-    def _run(self, arrays: dict[str, np.ndarray], outputs: list[str]) -> dict[str, np.ndarray]:
+    def run_checked(self, arrays: dict[str, np.ndarray], outputs: list[str]) -> dict[str, np.ndarray]:
         request = getattr(self._local, "request", None)
         if request is None:
             request = self._local.request = self._compiled.create_infer_request()

@@ -106,6 +106,12 @@ def create_app(paths: list[Path], settings: ServeSettings | None = None) -> Star
         results = await plane.predict(model, natural)
         return _json({"predictions": results} if natural.batched else results[0])
 
+    async def search_route(request: Request) -> Response:
+        p = request.path_params
+        body = await _read_body(request, settings.max_body_bytes)
+        model = plane.lookup(p["model"], p.get("version"))
+        return _json(await plane.search(model, body))
+
     async def repository_index(request: Request) -> Response:
         return _json(plane.repository_index())
 
@@ -160,6 +166,7 @@ def create_app(paths: list[Path], settings: ServeSettings | None = None) -> Star
         Route(versioned + "/infer", infer, methods=["POST"]),
         Route("/v1/models/{model}/predict", predict_route, methods=["POST"]),
         Route("/v1/models/{model}/versions/{version}/predict", predict_route, methods=["POST"]),
+        Route("/v1/models/{model}/search", search_route, methods=["POST"]),
         Route("/v2/repository/index", repository_index, methods=["POST"]),
         Route("/v2/repository/models/{model}/load", repository_load, methods=["POST"]),
         Route("/v2/repository/models/{model}/unload", repository_unload, methods=["POST"]),

@@ -14,7 +14,7 @@ import bushu
 from bushu.errors import BushuError
 from bushu.serve.codec import InferRequest
 from bushu.serve.metrics import ServerMetrics
-from bushu.serve.predict import NaturalRequest, predict
+from bushu.serve.predict import NaturalRequest, predict, search
 from bushu.serve.repository import LoadedModel, ModelRepository
 
 T = TypeVar("T")
@@ -82,6 +82,10 @@ class DataPlane:
     async def predict(self, model: LoadedModel, request: NaturalRequest) -> list[dict[str, Any]]:
         """Natural inputs through the package's pre- and post-processing (see `serve.predict`)."""
         return await self._counted(model, predict(model, request))
+
+    async def search(self, model: LoadedModel, body: bytes) -> dict[str, Any]:
+        """Top-k of a posted corpus by cosine to a query (see `serve.predict.search`)."""
+        return await self._counted(model, search(model, body))
 
     def repository_index(self) -> list[dict[str, str]]:
         return self.repository.index()

@@ -22,6 +22,7 @@ import orjson
 
 from bushu.errors import InvalidInput
 from bushu.package.manifest import Manifest
+from bushu.runtime import hf_text
 from bushu.runtime.postprocessing import Postprocessor, check_ids
 from bushu.runtime.processing import preprocess
 from bushu.runtime.text import STEP_KIND as TOKENIZE
@@ -77,8 +78,10 @@ class Predictor:
     def __init__(self, manifest: Manifest, root: Path) -> None:
         self.manifest = manifest
         self.post = Postprocessor.for_package(manifest, root)
-        kinds = [s.kind for s in manifest.preprocessing]
+        self.root = root
+        kinds = {s.kind: s for s in manifest.preprocessing}
         self.tokenizer = Tokenizer.from_manifest(manifest, root) if TOKENIZE in kinds else None
+        self.hf_step = kinds.get(hf_text.STEP_KIND)
         self.images = "decode_image" in kinds
         self.users = next((s.params for s in manifest.postprocessing if s.kind == "top_k_unseen"), None)
 
@@ -86,6 +89,8 @@ class Predictor:
         name = self.manifest.inputs[0].name
         if self.tokenizer is not None:
             return {self.tokenizer.input: self.tokenizer.encode_batch(request.items)}
+        if self.hf_step is not None:
+            return hf_text.tokenize(request.items, self.hf_step, self.root)
         if self.images:
             return {name: np.stack([preprocess(item, self.manifest.preprocessing) for item in request.items])}
         if self.users is not None:
@@ -120,5 +125,34 @@ async def predict(model: Any, request: NaturalRequest) -> list[dict[str, Any]]:
     """`model` is a loaded model (`serve.repository.LoadedModel`) with its `Predictor`."""
     predictor: Predictor = model.predictor
     inputs = await asyncio.to_thread(predictor.tensors, request)
-    outputs = await model.batcher.infer(inputs)
+    wanted = ["embedding"] if predictor.hf_step is not None else None  # not the hidden states
+    outputs = await model.batcher.infer(inputs, wanted)
     return predictor.answers(outputs, inputs, request.k)
+
+
+async def search(model: Any, body: bytes) -> dict[str, Any]:
+    """Semantic search: `{"query": str, "corpus": [str, ...], "k": int}` → the k corpus texts
+    nearest the query by cosine of the package's normalised embeddings."""
+    predictor: Predictor = model.predictor
+    if predictor.hf_step is None and predictor.tokenizer is None:
+        raise InvalidInput(f"model {model.name!r} is not a text model; search needs embeddings")
+    try:
+        doc = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidInput(f"expected a JSON object: {exc}") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("query"), str):
+        raise InvalidInput("search needs a 'query' string and a 'corpus' list of strings")
+    corpus = doc.get("corpus")
+    if not isinstance(corpus, list) or not corpus or not all(isinstance(t, str) for t in corpus):
+        raise InvalidInput("'corpus' must be a non-empty list of strings")
+    k = doc.get("k", 5)
+    if not isinstance(k, int) or isinstance(k, bool) or k < 1:
+        raise InvalidInput("'k' must be a positive integer")
+    name = "embedding" if predictor.hf_step is not None else model.manifest.outputs[0].name
+    texts = [doc["query"], *corpus]
+    inputs = await asyncio.to_thread(predictor.tensors, NaturalRequest(texts, batched=True))
+    vectors = (await model.batcher.infer(inputs, [name]))[name].astype(np.float64)
+    vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+    scores = vectors[1:] @ vectors[0]
+    order = np.argsort(-scores, kind="stable")[:k]
+    return {"results": [{"index": int(i), "text": corpus[i], "score": float(scores[i])} for i in order]}
