@@ -329,7 +329,7 @@ def train_vision(
 @_user_errors
 def train_text(
     output: Annotated[Path, typer.Option("-o", "--output", help="package directory to write")],
-    epochs: Annotated[int, typer.Option(min=1, help="training epochs")] = 5,
+    epochs: Annotated[int, typer.Option(min=1, help="training epochs")] = 8,
     limit: Annotated[int | None, typer.Option(min=100, help="train on only this many texts (quick runs)")] = None,
     seed: Annotated[int, typer.Option(help="random seed (split, init, order)")] = 0,
     force: Annotated[bool, typer.Option(help="replace OUTPUT if it exists")] = False,

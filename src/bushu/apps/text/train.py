@@ -51,7 +51,7 @@ def score(labels: np.ndarray, predicted: np.ndarray) -> Scores:
     return Scores(float(f1_score(labels, predicted, average="macro")), float(accuracy_score(labels, predicted)))
 
 
-def train(epochs: int = 5, seed: int = 0, limit: int | None = None, batch_size: int = 128,
+def train(epochs: int = 8, seed: int = 0, limit: int | None = None, batch_size: int = 128,
           progress: Progress | None = None) -> TrainedText:
     """Train on the split's training texts (the first `limit` of them, for quick runs)."""
     import torch
