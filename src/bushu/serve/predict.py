@@ -134,8 +134,8 @@ async def search(model: Any, body: bytes) -> dict[str, Any]:
     """Semantic search: `{"query": str, "corpus": [str, ...], "k": int}` → the k corpus texts
     nearest the query by cosine of the package's normalised embeddings."""
     predictor: Predictor = model.predictor
-    if predictor.hf_step is None and predictor.tokenizer is None:
-        raise InvalidInput(f"model {model.name!r} is not a text model; search needs embeddings")
+    if predictor.hf_step is None:
+        raise InvalidInput(f"model {model.name!r} gives no text embeddings; search needs an embedding model")
     try:
         doc = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
@@ -148,7 +148,7 @@ async def search(model: Any, body: bytes) -> dict[str, Any]:
     k = doc.get("k", 5)
     if not isinstance(k, int) or isinstance(k, bool) or k < 1:
         raise InvalidInput("'k' must be a positive integer")
-    name = "embedding" if predictor.hf_step is not None else model.manifest.outputs[0].name
+    name = "embedding"
     texts = [doc["query"], *corpus]
     inputs = await asyncio.to_thread(predictor.tensors, NaturalRequest(texts, batched=True))
     vectors = (await model.batcher.infer(inputs, [name]))[name].astype(np.float64)
