@@ -70,17 +70,35 @@ class LoadResult:
 
 @dataclass
 class _Part:
+    """What one process measured; both clients record into it the same way."""
+
+    window_start: int
     latencies_ns: list[int] = field(default_factory=list)
     started_ns: list[int] = field(default_factory=list)
     errors: Counter = field(default_factory=Counter)
 
+    def answered(self, t0: int, status: int) -> None:
+        """A response to a request sent at `t0`: timed if 200, counted by status if not."""
+        if t0 < self.window_start:
+            return  # warm-up
+        if status == 200:
+            self.latencies_ns.append(time.perf_counter_ns() - t0)
+            self.started_ns.append(t0 - self.window_start)
+        else:
+            self.errors[str(status)] += 1
 
-async def _worker(session, target: Target, window_start: int, window_end: int, part: _Part) -> None:
+    async def failed(self, t0: int, exc: BaseException) -> None:
+        """A request that got no response, counted by the exception's name."""
+        if t0 >= self.window_start:
+            self.errors[type(exc).__name__] += 1
+        await asyncio.sleep(0.01)  # a refused connection must not spin the loop
+
+
+async def _worker(session, target: Target, window_end: int, part: _Part) -> None:
     import aiohttp
 
     post, url, body, headers = session.post, target.url, target.body, target.headers
     clock = time.perf_counter_ns
-    latencies, started, errors = part.latencies_ns, part.started_ns, part.errors
     while True:
         t0 = clock()
         if t0 >= window_end:
@@ -90,29 +108,21 @@ async def _worker(session, target: Target, window_start: int, window_end: int, p
                 await response.read()
                 status = response.status
         except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
-            if t0 >= window_start:
-                errors[type(exc).__name__] += 1
-            await asyncio.sleep(0.01)  # a refused connection must not spin the loop
+            await part.failed(t0, exc)
             continue
-        if t0 < window_start:
-            continue
-        if status == 200:
-            latencies.append(clock() - t0)
-            started.append(t0 - window_start)
-        else:
-            errors[str(status)] += 1
+        part.answered(t0, status)
 
 
 async def _drive(target: Target, concurrency: int, start_wall: float, warmup: float, duration: float,
                  timeout: float, client: str) -> _Part:
-    part = _Part()
     # all processes begin at the same wall-clock instant, then measure on the monotonic clock
     await asyncio.sleep(max(0.0, start_wall - time.time()))
     now = time.perf_counter_ns()
     window_start = now + int(warmup * 1e9)
     window_end = window_start + int(duration * 1e9)
+    part = _Part(window_start)
     if client == "raw":
-        workers = [asyncio.ensure_future(_raw_worker(target, window_start, window_end, part))
+        workers = [asyncio.ensure_future(_raw_worker(target, window_end, part))
                    for _ in range(concurrency)]
         done, late = await asyncio.wait(workers, timeout=warmup + duration + timeout)
         for task in late:  # still waiting for an answer `timeout` s after the window closed
@@ -127,7 +137,7 @@ async def _drive(target: Target, concurrency: int, start_wall: float, warmup: fl
         connector=connector, timeout=aiohttp.ClientTimeout(total=timeout),
         skip_auto_headers=("User-Agent", "Accept-Encoding"), auto_decompress=False,
     ) as session:
-        await asyncio.gather(*(_worker(session, target, window_start, window_end, part) for _ in range(concurrency)))
+        await asyncio.gather(*(_worker(session, target, window_end, part) for _ in range(concurrency)))
     return part
 
 
@@ -194,11 +204,10 @@ def _raw_request(target: Target) -> tuple[str, int, bytes]:
     return host, port, ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + target.body
 
 
-async def _raw_worker(target: Target, window_start: int, window_end: int, part: _Part) -> None:
+async def _raw_worker(target: Target, window_end: int, part: _Part) -> None:
     loop = asyncio.get_running_loop()
     host, port, request = _raw_request(target)
     clock = time.perf_counter_ns
-    latencies, started, errors = part.latencies_ns, part.started_ns, part.errors
     connection: _Connection | None = None
     try:
         while True:
@@ -213,17 +222,9 @@ async def _raw_worker(target: Target, window_start: int, window_end: int, part: 
                 if connection is not None and connection.transport is not None:
                     connection.transport.close()
                 connection = None
-                if t0 >= window_start:
-                    errors[type(exc).__name__] += 1
-                await asyncio.sleep(0.01)  # a refused connection must not spin the loop
+                await part.failed(t0, exc)
                 continue
-            if t0 < window_start:
-                continue
-            if status == 200:
-                latencies.append(clock() - t0)
-                started.append(t0 - window_start)
-            else:
-                errors[str(status)] += 1
+            part.answered(t0, status)
     finally:
         if connection is not None and connection.transport is not None:
             connection.transport.close()
