@@ -13,6 +13,8 @@ from fixtures.servers import ProcessServer, ThreadServer
 
 TINY = {"inputs": [{"name": "x", "datatype": "FP32", "shape": [1, 6], "data": [0.5] * 6}]}
 SLOW = {"inputs": [{"name": "x", "datatype": "FP32", "shape": [1, 1024], "data": np.ones(1024).tolist()}]}
+#: Sixteen rows: long enough in the model (~0.2 s) that ten such requests surely queue up.
+SLOWER = {"inputs": [{"name": "x", "datatype": "FP32", "shape": [16, 1024], "data": np.ones(16 * 1024).tolist()}]}
 
 
 def test_replacing_a_version_under_load_loses_no_request(repository):
@@ -44,24 +46,26 @@ def test_replacing_a_version_under_load_loses_no_request(repository):
 def test_unloading_answers_every_request_already_accepted(slow_package):
     async def scenario(url):
         async with httpx.AsyncClient(base_url=url, timeout=60) as client:
-            accepted = [asyncio.create_task(client.post("/v2/models/slow/infer", json=SLOW)) for _ in range(6)]
+            accepted = [asyncio.create_task(client.post("/v2/models/slow/infer", json=SLOWER)) for _ in range(6)]
+            deadline = time.monotonic() + 30
             while "bushu_queue_depth" not in (text := (await client.get("/metrics")).text) or \
                     'bushu_queue_depth{model="slow",version="1"} 0.0' in text:
+                assert time.monotonic() < deadline, "requests never queued up"
                 await asyncio.sleep(0.005)
             unload = await client.post("/v2/repository/models/slow/unload")
             after = await client.post("/v2/models/slow/infer", json=SLOW)
             return [r.status_code for r in await asyncio.gather(*accepted)], unload.status_code, after
 
-    with ThreadServer([slow_package], ServeSettings(max_batch_size=1, threads=1)) as server:
+    with ThreadServer([slow_package], ServeSettings(max_batch_size=16, threads=1)) as server:
         statuses, unload, after = asyncio.run(scenario(server.url))
     assert statuses == [200] * 6 and unload == 200
     assert after.status_code == 404 and "not loaded" in after.json()["error"]
 
 
 def test_sigterm_drains_in_flight_requests_before_exit(slow_package):
-    with ProcessServer(str(slow_package), "--max-batch-size", "1", "--threads", "1") as server:
+    with ProcessServer(str(slow_package), "--max-batch-size", "16", "--threads", "1") as server:
         with ThreadPoolExecutor(10) as pool:
-            futures = [pool.submit(httpx.post, server.url + "/v2/models/slow/infer", json=SLOW, timeout=60)
+            futures = [pool.submit(httpx.post, server.url + "/v2/models/slow/infer", json=SLOWER, timeout=60)
                        for _ in range(10)]
             deadline = time.monotonic() + 30
             while True:  # wait until requests are queued in the server
