@@ -63,24 +63,21 @@ def test_unloading_answers_every_request_already_accepted(slow_package):
 
 
 def test_sigterm_drains_in_flight_requests_before_exit(slow_package):
+    """Every request the server has read (queued, running or done) when SIGTERM arrives is answered.
+    (A connection still in the kernel's accept backlog was never read; it is reset, as anywhere.)"""
+
+    def read_by_server(text: str) -> float:
+        wanted = ("bushu_queue_depth{", 'bushu_requests_total{model="slow",outcome="ok"')
+        return sum(float(ln.split()[-1]) for ln in text.splitlines() if ln.startswith(wanted))
+
     with ProcessServer(str(slow_package), "--max-batch-size", "16", "--threads", "1") as server:
         with ThreadPoolExecutor(10) as pool:
             futures = [pool.submit(httpx.post, server.url + "/v2/models/slow/infer", json=SLOWER, timeout=60)
                        for _ in range(10)]
             deadline = time.monotonic() + 30
-            while True:  # wait until requests are queued in the server
-                assert time.monotonic() < deadline, "requests never queued up"
-                text = httpx.get(server.url + "/metrics").text
-                depth = [ln for ln in text.splitlines() if ln.startswith("bushu_queue_depth{")]
-                if depth and float(depth[0].split()[-1]) >= 3:
-                    break
+            while read_by_server(httpx.get(server.url + "/metrics").text) < 9:  # the tenth may be running
+                assert time.monotonic() < deadline, "requests never reached the server"
             code = server.terminate()
-            outcomes = []
-            for f in futures:
-                try:
-                    outcomes.append(f.result().status_code)
-                except httpx.ConnectError:  # never accepted: it arrived after the listener closed
-                    outcomes.append("refused")
-    answered = [o for o in outcomes if o != "refused"]
-    assert len(answered) >= 3 and set(answered) == {200}, outcomes  # an accepted request is never dropped
+            statuses = [f.result().status_code for f in futures]
+    assert statuses == [200] * 10
     assert code in (0, -signal.SIGTERM)  # uvicorn re-raises the signal after its graceful shutdown
