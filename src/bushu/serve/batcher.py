@@ -86,17 +86,19 @@ class Batcher:
         self._idle.set()
         self._task = asyncio.get_running_loop().create_task(self._collect())
         self._batchable = self.model.manifest.inputs[0].shape[:1] == [-1]
+        # computed once: the request path only looks them up
+        self._output_names = [s.name for s in self.model.manifest.outputs]
+        self._known_outputs = frozenset(self._output_names)
 
     # -- the request side ---------------------------------------------------------------------
 
     async def infer(self, inputs: dict[str, np.ndarray], outputs: list[str] | None = None) -> dict[str, np.ndarray]:
         """Queue one request (a batch of its own rows) and wait for its rows of the result."""
         arrays = check_inputs(self.model.manifest.inputs, inputs)
-        wanted = outputs or [s.name for s in self.model.manifest.outputs]
-        known = {s.name for s in self.model.manifest.outputs}
-        unknown = [n for n in wanted if n not in known]
+        wanted = outputs or self._output_names
+        unknown = [n for n in wanted if n not in self._known_outputs]
         if unknown:
-            raise InvalidInput(f"unknown output(s) {unknown}; the model gives {sorted(known)}")
+            raise InvalidInput(f"unknown output(s) {unknown}; the model gives {self._output_names}")
         if self._queue.qsize() >= self.max_queue_size:
             raise Overloaded(f"the queue for {self.model.manifest.name} is full ({self.max_queue_size} requests)")
         first = next(iter(arrays.values()))
