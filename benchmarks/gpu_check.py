@@ -8,6 +8,9 @@ For the seed CNN and a MiniLM-shaped encoder (random weights): each variant (fp3
 bf16 + torch.compile with CUDA graphs) is compared with fp32 eager on the same inputs; the
 compiled bf16 model is timed raw at a fixed batch; then `bushu serve` runs it and concurrent
 clients send batched binary-tensor requests; served items/s over raw items/s is the ratio.
+Before that, `bushu optimize --target <device>` searches each package's GPU variants (PyTorch
+eager and compiled in every precision, ORT's GPU providers where installed) on random inputs,
+and its table is printed too.
 """
 
 from __future__ import annotations
@@ -165,11 +168,35 @@ def served_throughput(package: Path, name: str, inputs, rows: int, clients: int,
         proc.wait(timeout=60)
 
 
+def optimize_check(package: Path, inputs: dict[str, np.ndarray], device: str, quick: bool) -> str:
+    """`bushu optimize --target device` on the package: the report's table and its choice."""
+    from bushu.optimize import optimize, preset
+    from bushu.optimize.report import table
+
+    rng = np.random.default_rng(1)
+    rows = 128 if quick else 512
+    picks = rng.integers(0, len(next(iter(inputs.values()))), rows)
+    data = {k: v[picks] for k, v in inputs.items()}
+    if "image" in data:  # distinct images, not repeats of the request's 64
+        data["image"] = rng.standard_normal(data["image"].shape).astype(np.float32)
+    else:
+        data["input_ids"] = rng.integers(0, 30522, data["input_ids"].shape).astype(np.int64)
+    eval_file = package.parent / f"{package.name}-eval.npz"
+    np.savez(eval_file, **data)
+    families = ("pytorch",) if device == "cpu" else None
+    config = preset("quick" if quick else "default", target=device, families=families, serving_batch=64,
+                    rounds=5 if quick else 10, calibration_samples=32)
+    result = optimize(package, package.parent / f"{package.name}-optimized", config, eval_file=eval_file,
+                      log=lambda m: print("  " + m, flush=True))
+    return f"{table(result.rows, result.metric.name, result.choice, result.baseline)}\n\nchose {result.choice}: {result.why}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--quick", action="store_true", help="small sizes, short runs (a CPU smoke run)")
     parser.add_argument("--out", type=Path, default=None, help="folder for gpu_check.md")
+    parser.add_argument("--skip-optimize", action="store_true", help="do not run `bushu optimize --target` first")
     args = parser.parse_args()
     import bushu
 
@@ -179,8 +206,13 @@ def main() -> None:
     workdir = Path(tempfile.mkdtemp(prefix="bushu-gpu-"))
     lines = ["| model | variant | max rel. err vs fp32 eager | top-1 / min cos | raw items/s | served items/s | served/raw |",
              "|---|---|---|---|---|---|---|"]
+    searches = []
     try:
         for label, (package, inputs, rows) in make_packages(workdir, args.quick).items():
+            if not args.skip_optimize:
+                searches.append(f"### bushu optimize --target {args.device}: {label}\n\n"
+                                + optimize_check(package, inputs, args.device, args.quick))
+                print(searches[-1], flush=True)
             variants = add_variants(package, args.device, buckets)
             reference = bushu.load(package, "torch-fp32").infer(inputs)
             (out_name, want), = reference.items()
@@ -203,7 +235,7 @@ def main() -> None:
                 model.close()
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    table = "\n".join(lines)
+    table = "\n".join(lines) + "".join(f"\n\n{s}" for s in searches)
     print("\n" + table)
     if args.out:
         args.out.mkdir(parents=True, exist_ok=True)

@@ -95,7 +95,7 @@ def pack(
         manifest = pack_module(
             module, [parse_input_spec(s) for s in input], output,
             name=name or source.rpartition(":")[2], version=version, task=task,
-            output_names=output_name, labels=label_list, source=source,
+            output_names=output_name, labels=label_list, source=source, source_kwargs=ctor,
             source_sha256=sha256_file(weights) if weights else None, tolerance=tolerance, force=force,
         )
     variant = manifest.variants[manifest.default_variant]
@@ -254,6 +254,8 @@ def optimize(
     budget: Annotated[str, typer.Option(help="allowed loss: '1%' of the baseline's metric, or absolute '0.01'")] = "1%",
     metric: Annotated[str | None, typer.Option(help="accuracy, top1_agreement, cosine or relative_error")] = None,
     preset: Annotated[str, typer.Option(help="quick, default or thorough")] = "default",
+    families: Annotated[str | None, typer.Option(help="comma-separated variant families, instead of the preset's "
+                                                      "(e.g. pytorch,pytorch-compile)")] = None,
     threads: Annotated[int | None, typer.Option(help="threads per session (default 2)")] = None,
     batch: Annotated[int | None, typer.Option(help="serving batch size (default 64)")] = None,
     max_minutes: Annotated[float | None, typer.Option(help="stop building new variants after this long")] = None,
@@ -266,8 +268,9 @@ def optimize(
 
     if target not in ("cpu", "cuda"):
         raise InvalidInput(f"--target {target!r}: choose cpu or cuda")
+    chosen = tuple(f.strip() for f in families.split(",") if f.strip()) if families is not None else None
     config = named_preset(preset, target=target, budget=parse_budget(budget), metric=metric, threads=threads,
-                          serving_batch=batch, max_minutes=max_minutes)
+                          serving_batch=batch, max_minutes=max_minutes, families=chosen)
     result = run_optimize(package, output, config, eval_file=eval_file, calibration_file=calibration,
                           train_file=train, force=force, log=lambda m: err.print(f"[dim]{m}[/]", highlight=False))
     from bushu.optimize.report import table

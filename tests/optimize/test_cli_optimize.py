@@ -23,6 +23,8 @@ def files(tmp_path, rng):
     (["--budget", "lots"], "expected a percentage like '1%'"),
     (["--metric", "f1"], "unknown metric 'f1'"),
     (["--target", "tpu"], "choose cpu or cuda"),
+    (["--families", "openvino,warp-drive"], "unknown variant families ['warp-drive']"),
+    (["--families", "ort-cuda"], "['ort-cuda'] do not run on target 'cpu'"),
     (["--calibration", "same.npz"], "calibration and eval must be different samples"),
     (["--calibration", "absent.npz"], "no such file"),
 ])

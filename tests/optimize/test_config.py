@@ -35,3 +35,13 @@ def test_presets_take_overrides_and_refuse_bad_ones():
         preset("default", threads=0)
     with pytest.raises(InvalidInput, match="unknown variant families"):
         preset("default", families=("ort-magic",))
+
+
+def test_each_target_has_its_own_families_and_refuses_the_others():
+    assert set(preset("default", target="cuda").families) == {"pytorch", "pytorch-compile", "ort-cuda"}
+    assert preset("quick", target="cuda").families == ("pytorch",)
+    assert "pytorch" not in preset("default").families and "pytorch" in preset("thorough").families
+    with pytest.raises(InvalidInput, match=r"\['openvino'\] do not run on target 'cuda'"):
+        preset("default", target="cuda", families=("pytorch", "openvino"))
+    with pytest.raises(InvalidInput, match=r"\['ort-cuda'\] do not run on target 'cpu'"):
+        preset("default", families=("ort-cuda",))

@@ -5,7 +5,7 @@ import pytest
 
 import bushu
 from bushu.errors import InvalidInput, PackageError
-from bushu.optimize import optimize, preset
+from bushu.optimize import optimize, parse_budget, preset
 from bushu.optimize.measure import Timing
 from bushu.optimize.search import Row, decide
 from bushu.package import hash_files, read_manifest, verify_package
@@ -93,3 +93,85 @@ def test_optimized_manifest_round_trips(tiny_package, data, quick):
     manifest = read_manifest(out)
     assert manifest.default_variant in manifest.variants
     assert json.loads((out / "report.json").read_text())["notes"][0].startswith("no --calibration file")
+
+
+@pytest.fixture(scope="module")
+def sourced_package(tmp_path_factory):
+    """TinyMLP with its class and constructor arguments recorded, so PyTorch can rebuild it."""
+    import torch
+
+    from bushu.export import pack_module, parse_input_spec
+    from fixtures.tiny import TinyMLP
+
+    torch.manual_seed(0)
+    out = tmp_path_factory.mktemp("sourced") / "tiny"
+    pack_module(TinyMLP(features=6, classes=3), [parse_input_spec("x:FP32:batch,6")], out, name="tiny",
+                source="fixtures.tiny:TinyMLP", source_kwargs={"features": 6, "classes": 3})
+    return out
+
+
+def test_pytorch_variants_are_built_measured_and_kept_with_their_settings(sourced_package, data, quick):
+    out = data / "opt-torch"
+    config = quick.model_copy(update={"families": ("pytorch",), "budget": parse_budget("0.001")})
+    result = optimize(sourced_package, out, config, eval_file=data / "eval.npz", calibration_file=data / "cal.npz")
+    rows = {r.name: r for r in result.rows}
+    assert result.baseline == "onnx-fp32" and "torch-fp32" in rows
+    assert rows["torch-fp32"].backend == "pytorch" and rows["torch-fp32"].error == pytest.approx(0, abs=1e-6)
+    skipped = {s.name: s.reason for s in result.skipped}
+    assert "fp16" in skipped["torch-fp16"] and "--target cuda" in skipped["torch-fp16"]
+    manifest = verify_package(out)
+    x = np.load(data / "eval.npz")["x"][:5]
+    want = bushu.load(sourced_package).infer({"x": x})["output"]
+    for name, variant in manifest.variants.items():
+        if variant.backend == "pytorch":  # no new file: the package's own weights, run by PyTorch
+            assert variant.file == manifest.provenance.weights_file and variant.device == "cpu"
+            got = bushu.load(out, name).infer({"x": x})["output"]
+            assert np.allclose(got, want, rtol=1e-4, atol=1e-5)
+    assert rows["torch-fp32"].kept == ("torch-fp32" in manifest.variants)
+
+
+def test_a_package_without_a_pytorch_source_skips_pytorch_and_says_why(tiny_package, data, quick):
+    config = quick.model_copy(update={"families": ("pytorch", "openvino")})
+    result = optimize(tiny_package, data / "opt-nosource", config, eval_file=data / "eval.npz")
+    reasons = [s.reason for s in result.skipped if s.family == "pytorch"]
+    assert reasons and "no PyTorch source" in reasons[0]
+    assert not any(r.backend == "pytorch" for r in result.rows)
+
+
+def test_target_cuda_without_a_gpu_fails_before_writing(sourced_package, data):
+    from bushu.optimize.hardware import probe
+
+    if probe().cuda is not None:
+        pytest.skip("this machine has a GPU")
+    with pytest.raises(InvalidInput, match="no CUDA device"):
+        optimize(sourced_package, data / "opt-cuda", preset("quick", target="cuda"), eval_file=data / "eval.npz")
+    assert not (data / "opt-cuda").exists()
+
+
+def test_the_gpu_baseline_is_fp32_on_the_gpu_or_the_search_says_why_there_is_none():
+    from bushu.optimize.passes import Candidate, Skipped
+    from bushu.optimize.search import _gpu_baseline
+
+    torch_fp32 = Candidate("torch-fp32", "pytorch", "pytorch", "fp32", "w.safetensors", device="cuda")
+    ort_cuda = Candidate("ort-cuda-fp32", "ort-cuda", "onnxruntime", "fp32", "model.onnx", device="cuda")
+    bf16 = Candidate("torch-bf16", "pytorch", "pytorch", "bf16", "w.safetensors", device="cuda")
+    assert _gpu_baseline([bf16, ort_cuda, torch_fp32], []) is torch_fp32
+    assert _gpu_baseline([bf16, ort_cuda], []) is ort_cuda
+    with pytest.raises(InvalidInput, match="ort-cuda-fp32: this onnxruntime has no CUDAExecutionProvider"):
+        _gpu_baseline([bf16], [Skipped("ort-cuda-fp32", "ort-cuda", "this onnxruntime has no CUDAExecutionProvider")])
+
+
+def test_ort_gpu_providers_are_offered_only_where_installed(tiny_package):
+    import onnxruntime as ort
+
+    from bushu.optimize.passes import BuildContext, Candidate
+    from bushu.optimize.passes.ort import gpu
+
+    ctx = BuildContext(tiny_package, read_manifest(tiny_package), "model.onnx", preset("default", target="cuda"),
+                       None, None, None, False, None, None, 0.01, print)  # type: ignore[arg-type]
+    available = ort.get_available_providers()
+    for outcome in gpu(ctx):
+        provider = "TensorrtExecutionProvider" if "tensorrt" in outcome.name else "CUDAExecutionProvider"
+        assert isinstance(outcome, Candidate) == (provider in available), outcome
+        if not isinstance(outcome, Candidate):
+            assert f"no {provider}" in outcome.reason

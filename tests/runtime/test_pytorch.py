@@ -97,3 +97,25 @@ def test_compiled_variant_matches_eager(multi, images, tmp_path):
     got = bushu.load(pkg, "compiled").infer({"image": images[:5]})["logits"]
     want = bushu.load(pkg, "torch-fp32").infer({"image": images[:5]})["logits"]
     assert relative_error(got, want) < 1e-4
+
+
+def test_constructor_arguments_travel_in_the_manifest(tmp_path):
+    """A module whose constructor needs arguments is rebuilt with the ones it was packed with."""
+    import torch
+
+    from bushu.export import pack_module, parse_input_spec
+    from fixtures.tiny import TinyMLP
+
+    torch.manual_seed(0)
+    out = tmp_path / "wide"
+    pack_module(TinyMLP(features=5, classes=4), [parse_input_spec("x:FP32:batch,5")], out, name="wide",
+                source="fixtures.tiny:TinyMLP", source_kwargs={"features": 5, "classes": 4})
+    pkg = with_variants(out, tmp_path / "with-torch", torch=torch_variant())
+    x = np.random.default_rng(0).standard_normal((3, 5)).astype(np.float32)
+    got = bushu.load(pkg, "torch").infer({"x": x})["output"]
+    assert got.shape == (3, 4) and relative_error(got, bushu.load(pkg).infer({"x": x})["output"]) < 1e-5
+    manifest = read_manifest(pkg)
+    write_manifest(pkg, manifest.model_copy(update={"provenance": manifest.provenance.model_copy(
+        update={"source_kwargs": {"features": 5, "classes": 3}})}))
+    with pytest.raises(PackageError, match="weights do not fit fixtures.tiny:TinyMLP"):
+        bushu.load(pkg, "torch")

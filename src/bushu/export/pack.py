@@ -67,6 +67,7 @@ def pack_module(
     postprocessing: Sequence[Step] = (),
     metrics: Mapping[str, float] | None = None,
     source: str = "",
+    source_kwargs: Mapping[str, Any] | None = None,
     source_sha256: str | None = None,
     tolerance: float = DEFAULT_TOLERANCE,
     value_ranges: Mapping[str, tuple[float, float]] | None = None,
@@ -77,7 +78,8 @@ def pack_module(
     """Export `module` to ONNX, verify it against the module, and package it with its error.
 
     The module's weights travel too, as safetensors, and `source` names its class
-    (`module:Class`), so later steps can rebuild the exact source model. `extra_files`
+    (`module:Class`, with the constructor's `source_kwargs`), so later steps — the PyTorch
+    backend, pruning — can rebuild the exact source model. `extra_files`
     (relative path → bytes, or a file to copy) are data the processing steps read, e.g. a
     tokenizer; they are written before hashing, so the manifest covers them like every file.
     """
@@ -119,7 +121,7 @@ def pack_module(
             default_variant=DEFAULT_VARIANT,
             metrics=dict(metrics or {}),
             provenance=Provenance(
-                bushu_version=bushu.__version__, source=source, source_sha256=source_sha256,
+                bushu_version=bushu.__version__, source=source, source_kwargs=dict(source_kwargs or {}), source_sha256=source_sha256,
                 exporter=result.exporter, weights_file=WEIGHTS_FILE,
             ),
             files=hash_files(staging),

@@ -16,11 +16,14 @@ from bushu.errors import InvalidInput
 #: Fidelity metrics bushu knows. Agreement metrics compare with the source model's outputs;
 #: accuracy needs labels in the eval set.
 METRICS = ("accuracy", "top1_agreement", "cosine", "relative_error")
-#: Variant families the search can build; a preset picks a subset.
-FAMILIES = ("ort-fused", "ort-dynamic", "ort-static", "ort-selective", "openvino", "nncf", "nncf-selective",
-            "nncf-accuracy", "pruning")
-#: The default search: every family but NNCF's accuracy control, which costs many validation passes.
-DEFAULT_FAMILIES = tuple(f for f in FAMILIES if f != "nncf-accuracy")
+#: Variant families the search can build for each target; a preset picks a subset.
+CPU_FAMILIES = ("ort-fused", "ort-dynamic", "ort-static", "ort-selective", "openvino", "nncf", "nncf-selective",
+                "nncf-accuracy", "pruning", "pytorch", "pytorch-compile")
+CUDA_FAMILIES = ("pytorch", "pytorch-compile", "ort-cuda")
+FAMILIES = tuple(dict.fromkeys(CPU_FAMILIES + CUDA_FAMILIES))
+#: The default CPU search: ONNX Runtime and OpenVINO, which beat PyTorch on a CPU, without NNCF's
+#: accuracy control (many validation passes); PyTorch variants are opt-in there.
+DEFAULT_FAMILIES = tuple(f for f in CPU_FAMILIES if f not in ("nncf-accuracy", "pytorch", "pytorch-compile"))
 
 
 class Budget(BaseModel):
@@ -85,6 +88,11 @@ class OptimizeConfig(BaseModel):
         unknown = [f for f in self.families if f not in FAMILIES]
         if unknown:
             raise InvalidInput(f"unknown variant families {unknown}; choose from {', '.join(FAMILIES)}")
+        allowed = CUDA_FAMILIES if self.target == "cuda" else CPU_FAMILIES
+        elsewhere = [f for f in self.families if f not in allowed]
+        if elsewhere:
+            raise InvalidInput(f"variant families {elsewhere} do not run on target {self.target!r}; "
+                               f"for it choose from {', '.join(allowed)}")
         return self
 
 
@@ -92,8 +100,10 @@ class OptimizeConfig(BaseModel):
 PRESETS: dict[str, OptimizeConfig] = {
     "quick": OptimizeConfig(families=("ort-dynamic", "ort-static", "openvino"), rounds=5, calibration_samples=64),
     "default": OptimizeConfig(),
-    "thorough": OptimizeConfig(families=FAMILIES, rounds=40, calibration_samples=512, finetune_epochs=12),
+    "thorough": OptimizeConfig(families=CPU_FAMILIES, rounds=40, calibration_samples=512, finetune_epochs=12),
 }
+#: The families each preset searches with --target cuda (its other settings are the CPU preset's).
+CUDA_PRESET_FAMILIES = {"quick": ("pytorch",), "default": CUDA_FAMILIES, "thorough": CUDA_FAMILIES}
 
 
 def preset(name: str, **overrides: object) -> OptimizeConfig:
@@ -101,6 +111,8 @@ def preset(name: str, **overrides: object) -> OptimizeConfig:
     if name not in PRESETS:
         raise InvalidInput(f"unknown preset {name!r}; choose from {', '.join(PRESETS)}")
     data = PRESETS[name].model_dump()
+    if overrides.get("target") == "cuda":
+        data["families"] = CUDA_PRESET_FAMILIES[name]
     data.update({k: v for k, v in overrides.items() if v is not None})
     try:
         return OptimizeConfig.model_validate(data).check()

@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -48,6 +49,8 @@ class Row:
     timing: Timing | None = None
     kept: bool = False
     reason: str = ""
+    device: str = "cpu"
+    options: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -102,10 +105,12 @@ class _Search:
         """Load a candidate from the staging directory (not hashed yet: it is still being built)."""
         provisional = self.manifest.model_copy(update={
             "variants": {candidate.name: Variant(file=candidate.file, backend=candidate.backend,  # type: ignore[arg-type]
-                                                 precision=candidate.precision)},
+                                                 device=candidate.device, precision=candidate.precision,
+                                                 options=candidate.options)},
             "default_variant": candidate.name,
         })
-        return backend_for(candidate.backend, self.config.threads).load(self.staging, provisional, candidate.name, "cpu")
+        return backend_for(candidate.backend, self.config.threads).load(self.staging, provisional, candidate.name,
+                                                                        candidate.device)
 
     def calibration_error(self, candidate: Candidate) -> float:
         """Error on the calibration set, against the baseline's outputs there (labels unused)."""
@@ -119,16 +124,19 @@ class _Search:
 
 
 def _build(ctx: BuildContext, deadline: float | None) -> list[Outcome]:
-    from bushu.optimize.passes import openvino, ort, pruning, selective
+    from bushu.optimize.passes import openvino, ort, pruning, pytorch, selective
 
-    outcomes: list[Outcome] = [Skipped("pytorch", "pytorch", "bushu has no PyTorch serving backend yet; torch eager is "
-                                                          "measured against bushu in benchmarks/optimize_vs_peers.py")]
+    outcomes: list[Outcome] = []
     stages: list[tuple[str, Callable[[], list[Outcome]]]] = [
         ("onnxruntime", lambda: ort.build(ctx)),
         ("openvino", lambda: openvino.build(ctx)),
         ("selective", lambda: selective.build(ctx, outcomes)),
         ("pruning", lambda: pruning.build(ctx)),
+        ("pytorch", lambda: pytorch.build(ctx)),
     ]
+    if ctx.config.target == "cuda":  # the CPU families are refused for cuda by the config's check
+        stages = [("pytorch", lambda: pytorch.build(ctx)),
+                  ("onnxruntime-gpu", lambda: ort.gpu(ctx) if "ort-cuda" in ctx.config.families else [])]
     for stage, run in stages:
         if deadline is not None and time.monotonic() > deadline:
             outcomes.append(Skipped(stage, stage, "the --max-minutes time limit was reached before this stage"))
@@ -209,8 +217,6 @@ def optimize(
     if len(calibration) > config.calibration_samples:
         calibration = calibration.take(np.arange(config.calibration_samples))
     metric = choose_metric(manifest, config.metric, evaluation.labels is not None)
-    if config.target == "cuda":
-        notes.append("--target cuda: the variants here are CPU variants; GPU variants are not built yet")
 
     with staged_package(out, force=force) as staging:
         for rel in manifest.files:
@@ -225,13 +231,19 @@ def optimize(
         ctx = BuildContext(staging, manifest, base.file, config, machine, calibration, train, _is_transformer(manifest),
                            search.proxy, search.calibration_error, allowed, log)
         outcomes = _build(ctx, deadline)
-        candidates = [base] + [o for o in outcomes if isinstance(o, Candidate)]
+        built = [o for o in outcomes if isinstance(o, Candidate)]
         skipped = [o for o in outcomes if isinstance(o, Skipped)]
+        timing_base = base if config.target == "cpu" else _gpu_baseline(built, skipped)
+        if config.target == "cuda":
+            notes.append(f"--target cuda: speed is judged against {timing_base.name} on the GPU; fidelity against "
+                         f"the source's {base.name} on the CPU, which is also timed for comparison")
+        candidates = [timing_base] + [c for c in [base, *built] if c is not timing_base]
 
         rows: list[Row] = []
         models: dict[str, Model] = {}
         for c in candidates:
-            row = Row(c.name, c.family, c.backend, c.precision, c.file, file_size(staging, c.file), c.notes)
+            row = Row(c.name, c.family, c.backend, c.precision, c.file, file_size(staging, c.file), c.notes,
+                      device=c.device, options=c.options)
             rows.append(row)
             try:
                 models[c.name] = model = search.load(c)
@@ -258,12 +270,12 @@ def optimize(
                 for p in (path, path.with_suffix(".bin")) if path.suffix == ".xml" else (path,):
                     p.unlink(missing_ok=True)
         variants = {
-            r.name: Variant(file=r.file, backend=r.backend, device="cpu", precision=r.precision,  # type: ignore[arg-type]
-                            max_rel_error=manifest.variants[r.name].max_rel_error if r.name in manifest.variants else {},
+            r.name: Variant(file=r.file, backend=r.backend, device=r.device, precision=r.precision,  # type: ignore[arg-type]
+                            options=r.options, max_rel_error=manifest.variants[r.name].max_rel_error if r.name in manifest.variants else {},
                             metrics=_variant_metrics(r, metric), notes=r.notes)
             for r in kept.values()
         }
-        result = Result(manifest, metric, base.name, choice, allowed, rows, skipped, machine, config,
+        result = Result(manifest, metric, timing_base.name, choice, allowed, rows, skipped, machine, config,
                         calibration.source, evaluation.source, len(evaluation), time.monotonic() - started, why, notes)
         (staging / CONFIG_FILE).write_text(config.model_dump_json(indent=2) + "\n")
         write_report(staging, result)
@@ -274,6 +286,16 @@ def optimize(
         final = Manifest.model_validate(final.model_dump())
         result.manifest = write_manifest(staging, final)
     return result
+
+
+def _gpu_baseline(built: list[Candidate], skipped: list[Skipped]) -> Candidate:
+    """The fp32 variant on the GPU that others must beat: PyTorch eager, else ORT's CUDA provider."""
+    for name in ("torch-fp32", "ort-cuda-fp32"):
+        found = next((c for c in built if c.name == name), None)
+        if found is not None:
+            return found
+    reasons = "; ".join(f"{s.name}: {s.reason}" for s in skipped) or "no GPU family was asked for"
+    raise InvalidInput(f"--target cuda: no fp32 variant could be built for the GPU ({reasons})")
 
 
 def _variant_metrics(row: Row, metric: Metric) -> dict[str, float]:

@@ -93,6 +93,8 @@ class Provenance(_Strict):
     created: datetime = Field(default_factory=lambda: datetime.now(timezone.utc))
     bushu_version: str
     source: str = ""
+    #: The constructor arguments that rebuild `source` (`module:Class`) around the weights.
+    source_kwargs: dict[str, Any] = Field(default_factory=dict)
     source_sha256: str | None = None
     exporter: str | None = None
     #: The source model's weights inside the package (safetensors), when it came from PyTorch.

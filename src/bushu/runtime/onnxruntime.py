@@ -1,9 +1,15 @@
-"""The ONNX Runtime backend: CPU everywhere, the CUDA provider where onnxruntime-gpu is installed."""
+"""The ONNX Runtime backend: CPU everywhere; the CUDA or TensorRT provider where onnxruntime-gpu is installed.
+
+A variant may name its GPU provider in `options["provider"]` (with `options["provider_options"]`,
+e.g. TensorRT's fp16 switch). These GPU providers are selectable but not verified by bushu's
+tests: the GPU machine we test on has a CPU-only onnxruntime.
+"""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -29,19 +35,21 @@ def session_options(threads: int | None = None):  # -> onnxruntime.SessionOption
     return options
 
 
-def providers_for(device: str) -> list[str]:
+def providers_for(device: str, provider: str = "CUDAExecutionProvider",
+                  provider_options: dict[str, Any] | None = None) -> list[Any]:
+    """ORT's provider list for `device`: on cuda, `provider` first, the CPU for ops it lacks."""
     import onnxruntime as ort
 
     if device == "cpu":
         return ["CPUExecutionProvider"]
     available = ort.get_available_providers()
-    if "CUDAExecutionProvider" not in available:
+    if provider not in available:
         raise BushuError(
-            f"device {device!r} needs onnxruntime's CUDAExecutionProvider, which this install lacks "
+            f"device {device!r} needs onnxruntime's {provider}, which this install lacks "
             f"(available: {available}); install onnxruntime-gpu or use device 'cpu'",
             status=503,
         )
-    return ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    return [(provider, provider_options or {}), "CPUExecutionProvider"]
 
 
 class OnnxRuntimeModel(Model):
@@ -64,12 +72,13 @@ class OnnxRuntimeBackend:
     ) -> Model:
         import onnxruntime as ort
 
-        file = manifest.variants[variant].file
+        chosen = manifest.variants[variant]
+        file = chosen.file
         source = read(file) if read is not None else str(package / file)
+        providers = providers_for(device, chosen.options.get("provider", "CUDAExecutionProvider"),
+                                  chosen.options.get("provider_options"))
         try:
-            session = ort.InferenceSession(
-                source, sess_options=session_options(self.threads), providers=providers_for(device)
-            )
+            session = ort.InferenceSession(source, sess_options=session_options(self.threads), providers=providers)
         except Exception as exc:  # onnxruntime's own error types; a file it cannot load is the package's fault
             first = next((ln for ln in str(exc).splitlines() if ln.strip()), type(exc).__name__)
             raise PackageError(f"{manifest.name}: onnxruntime cannot load {manifest.variants[variant].file}: {first}") from None

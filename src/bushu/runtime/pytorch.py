@@ -117,7 +117,8 @@ class PyTorchBackend:
         if self.threads:
             torch.set_num_threads(self.threads)
         device = resolve_device(device)
-        module = import_class(manifest.provenance.source)(**chosen.options.get("kwargs", {}))
+        kwargs = {**manifest.provenance.source_kwargs, **chosen.options.get("kwargs", {})}
+        module = import_class(manifest.provenance.source)(**kwargs)
         state = load_bytes(read(chosen.file) if read is not None else (package / chosen.file).read_bytes())
         try:
             module.load_state_dict(state, strict=True)

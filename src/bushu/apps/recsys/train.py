@@ -119,6 +119,8 @@ def package(trained: TrainedRecsys, out: str | Path, *, force: bool = False) -> 
             "test_interactions": float(sum(len(t) for t in data.test)),
         },
         source="bushu.apps.recsys.model:MatrixFactorization",
+        source_kwargs={"n_users": data.n_users, "n_items": data.n_items,
+                       "factors": trained.module.users.embedding_dim},
         value_ranges={"user": (0, data.n_users)},
         extra_files={SEEN_FILE: seen_npz(data)},
         force=force,

@@ -147,6 +147,7 @@ def package(trained: TrainedText, out: str | Path, *, force: bool = False) -> Ma
             "test_examples": float(len(trained.split.test_labels)),
         },
         source="bushu.apps.text.model:LSTMClassifier",
+        source_kwargs=trained.module.constructor_kwargs(),
         value_ranges={"ids": (0, len(trained.tokenizer.vocab))},
         extra_files={VOCAB_FILE: trained.tokenizer.vocab_bytes()},
         force=force,

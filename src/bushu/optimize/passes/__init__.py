@@ -8,8 +8,9 @@ until the budget holds) asks the context, which measures on calibration data onl
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from bushu.errors import BushuError
 from bushu.optimize.config import OptimizeConfig
@@ -29,6 +30,9 @@ class Candidate:
     precision: str
     file: str  # relative to the package root
     notes: str = ""
+    device: str = "cpu"
+    #: Backend settings saved in the variant (e.g. PyTorch's compile and batch buckets).
+    options: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

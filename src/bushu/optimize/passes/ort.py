@@ -87,6 +87,30 @@ def static_int8(ctx: BuildContext, source: str, name: str, method: str, exclude:
                      f"static int8 QDQ, per-channel, {method} calibration on {len(ctx.calibration)} samples{kept}")
 
 
+#: GPU variants of the fp32 graph: (name, precision, provider, provider options). Selectable where
+#: onnxruntime-gpu is installed; bushu's own GPU machine has a CPU-only onnxruntime, so unverified.
+GPU_VARIANTS = (
+    ("ort-cuda-fp32", "fp32", "CUDAExecutionProvider", {}),
+    ("ort-tensorrt-fp16", "fp16", "TensorrtExecutionProvider", {"trt_fp16_enable": True}),
+)
+
+
+def gpu(ctx: BuildContext) -> list[Outcome]:
+    """The fp32 graph on ORT's CUDA and TensorRT providers, where this onnxruntime has them."""
+    import onnxruntime as ort
+
+    available = ort.get_available_providers()
+    outcomes: list[Outcome] = []
+    for name, precision, provider, options in GPU_VARIANTS:
+        if provider not in available:
+            outcomes.append(Skipped(name, "ort-cuda", f"this onnxruntime has no {provider} (install onnxruntime-gpu)"))
+            continue
+        outcomes.append(Candidate(name, "ort-cuda", "onnxruntime", precision, ctx.base_file,
+                                  f"{ctx.base_file} on {provider} (not verified by bushu's tests)", device="cuda",
+                                  options={"provider": provider, "provider_options": options}))
+    return outcomes
+
+
 def build(ctx: BuildContext) -> list[Outcome]:
     """Every ORT family the config asks for; dynamic int8 starts from the fused graph if any."""
     outcomes: list[Outcome] = []
