@@ -1,0 +1,3 @@
+from bushu.cli import app
+
+app()

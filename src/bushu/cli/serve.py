@@ -1,0 +1,96 @@
+"""`bushu serve | bench`: the V2 server, and a load generator to measure one."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from bushu.cli.common import app, out, user_errors
+from bushu.errors import BushuError, InvalidInput
+
+
+@app.command()
+@user_errors
+def serve(
+    paths: Annotated[list[Path], typer.Argument(help="packages and model repositories (<name>/<version>/)")],
+    host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="port (0: any free port)")] = 8000,
+    max_batch_size: Annotated[int, typer.Option(min=1, help="rows per batch at most")] = 32,
+    max_queue_delay_ms: Annotated[float, typer.Option(min=0, help="how long a batch waits to fill")] = 5.0,
+    max_queue_size: Annotated[int, typer.Option(min=1, help="queued requests per model before 503")] = 1024,
+    instances: Annotated[int, typer.Option(min=1, help="model instances running batches in parallel")] = 1,
+    timeout: Annotated[float, typer.Option(min=0.001, help="seconds before a request is answered 504")] = 30.0,
+    max_body_mb: Annotated[float, typer.Option(min=0.001, help="largest request body (413 above)")] = 64.0,
+    threads: Annotated[int, typer.Option(min=0, help="intra-op threads per instance (0: runtime default)")] = 0,
+    require_signature: Annotated[Path | None, typer.Option(help="public key every package must be signed with")] = None,
+    decrypt_key: Annotated[Path | None, typer.Option(help="AES key file for encrypted packages (else $BUSHU_KEY)")] = None,
+    tokens: Annotated[Path | None, typer.Option(help="JSON token file: bearer tokens with scopes and rate limits")] = None,
+    rate_limit: Annotated[float | None, typer.Option(min=0.001, help="requests/s per client address without tokens")] = None,
+    ssl_certfile: Annotated[Path | None, typer.Option(help="TLS certificate (PEM)")] = None,
+    ssl_keyfile: Annotated[Path | None, typer.Option(help="TLS private key (PEM)")] = None,
+    audit_log: Annotated[Path | None, typer.Option(help="also append audit lines to this file")] = None,
+) -> None:
+    """Serve packages over the Open Inference Protocol v2 (HTTP), with dynamic batching."""
+    from bushu.package.encryption import load_key
+    from bushu.serve.auth import load_tokens
+    from bushu.serve.server import serve as run_server
+    from bushu.serve.settings import ServeSettings
+
+    for path in paths:
+        if not path.is_dir():
+            raise InvalidInput(f"{path}: not a package or model repository directory")
+    if bool(ssl_certfile) != bool(ssl_keyfile):
+        raise InvalidInput("TLS needs both --ssl-certfile and --ssl-keyfile")
+    settings = ServeSettings(
+        max_batch_size=max_batch_size, max_queue_delay_ms=max_queue_delay_ms, max_queue_size=max_queue_size,
+        instances=instances, timeout_s=timeout, max_body_bytes=int(max_body_mb * 1024 * 1024), threads=threads,
+        require_signature=require_signature, decrypt_key=load_key(decrypt_key),
+        tokens=tuple(load_tokens(tokens)) if tokens else (), anonymous_rate_per_s=rate_limit,
+    )
+
+    def announce(scheme: str, bound_host: str, bound_port: int) -> None:
+        out.print(f"bushu serving on {scheme}://{bound_host}:{bound_port}", highlight=False)
+        sys.stdout.flush()
+
+    run_server(paths, host=host, port=port, settings=settings, on_bound=announce,
+               ssl_certfile=ssl_certfile, ssl_keyfile=ssl_keyfile, audit_log=audit_log)
+
+
+@app.command()
+@user_errors
+def bench(
+    target: Annotated[str, typer.Argument(metavar="URL_OR_PACKAGE", help="a V2 server's URL, or a package to serve for the run")],
+    model: Annotated[str | None, typer.Option(help="model to load (default: the only one the server lists)")] = None,
+    concurrency: Annotated[int, typer.Option("-c", "--concurrency", min=1, help="clients, each with one request in flight")] = 32,
+    duration: Annotated[float, typer.Option("-d", "--duration", min=0.1, help="seconds measured")] = 10.0,
+    warmup: Annotated[float, typer.Option(min=0, help="seconds run first and not counted")] = 2.0,
+    binary: Annotated[bool, typer.Option(help="send and ask for tensors as binary data, not JSON")] = False,
+    processes: Annotated[int, typer.Option(min=1, help="client processes sharing the clients")] = 1,
+    client: Annotated[str, typer.Option(help="raw (httptools on asyncio: cheapest, http only) or aiohttp (https too)")] = "raw",
+    plot: Annotated[Path, typer.Option(help="PNG latency plot to write")] = Path("bench.png"),
+    serve_arg: Annotated[list[str] | None, typer.Option("--serve-arg", help="extra `bushu serve` argument when given a package")] = None,
+) -> None:
+    """Load a server (or a package served for the run): throughput, p50/p90/p99 latency, a PNG plot."""
+    from bushu.bench import run_load, served, v2_target
+    from bushu.bench.report import plot_latency, result_table
+
+    if client not in ("raw", "aiohttp"):
+        raise InvalidInput(f"--client must be raw or aiohttp, not {client!r}")
+    if client == "raw" and target.startswith("https://"):
+        raise InvalidInput("the raw client speaks plain http; use --client aiohttp for an https server")
+
+    with served(target, serve_arg) as url:
+        request = v2_target(url, model, binary=binary)
+        out.print(f"benching {url}: {request.label}; {concurrency} clients ({client}) in {processes} process(es), "
+                  f"{warmup:g} s warm-up, {duration:g} s measured", highlight=False)
+        result = run_load(request, concurrency=concurrency, duration=duration, warmup=warmup, processes=processes,
+                          client=client)
+    name = request.label.partition(" ")[0]
+    out.print(result_table([(name, result)]))
+    plot_latency([(name, result)], plot, title=f"bushu bench {url} — {request.label}")
+    out.print(f"latency plot → {plot}", highlight=False)
+    if result.requests == 0:
+        raise BushuError(f"no request succeeded ({result.error_count} failed: {result.errors})")
