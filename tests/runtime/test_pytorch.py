@@ -119,3 +119,38 @@ def test_constructor_arguments_travel_in_the_manifest(tmp_path):
         update={"source_kwargs": {"features": 5, "classes": 3}})}))
     with pytest.raises(PackageError, match="weights do not fit fixtures.tiny:TinyMLP"):
         bushu.load(pkg, "torch")
+
+
+def test_a_compiled_model_runs_every_batch_on_the_one_thread_that_owns_its_graphs(tiny_package):
+    """CUDA graphs replay only on the thread that captured them, and the server calls from a pool."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    import torch
+
+    from bushu.runtime.pytorch import PyTorchModel
+    from fixtures.tiny import TinyMLP
+
+    class Recording(TinyMLP):
+        def __init__(self) -> None:
+            super().__init__()
+            self.threads: set[int] = set()
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            self.threads.add(threading.get_ident())
+            return super().forward(x)
+
+    module = Recording().eval()
+    # compiled=True gives the model its owner thread; the module itself need not be compiled for that
+    model = PyTorchModel(read_manifest(tiny_package), "torch", "cpu", module, "fp32", (4, 16), compiled=True)
+    model.warm_up()
+    x = np.random.default_rng(0).standard_normal((40, 6)).astype(np.float32)
+    with torch.no_grad():
+        want = module(torch.from_numpy(x)).numpy()
+    module.threads.clear()
+    with ThreadPoolExecutor(4) as pool:
+        parts = list(pool.map(lambda i: model.infer({"x": x[i : i + 3]})["output"], range(0, 39, 3)))
+    assert np.allclose(np.concatenate(parts), want[:39], atol=1e-6)
+    assert len(module.threads) == 1 and threading.get_ident() not in module.threads
+    assert model.on_owner(threading.get_ident) in module.threads
+    model.close()

@@ -23,7 +23,8 @@ PARETO_PNG = "pareto.png"
 def _row_json(row: Row) -> dict[str, Any]:
     timing = row.timing
     return {
-        "variant": row.name, "family": row.family, "backend": row.backend, "precision": row.precision,
+        "variant": row.name, "family": row.family, "backend": row.backend, "device": row.device,
+        "options": row.options, "precision": row.precision,
         "file": row.file, "size_bytes": row.size_bytes, "metric": row.metric_value, "error": row.error,
         "latency_ms": None if timing is None else {
             "p50_b1": timing.p50_ms_b1, "p95_b1": timing.p95_ms_b1,
@@ -50,7 +51,7 @@ def table(rows: Sequence[Row], metric: str, chosen: str | None = None, baseline:
         mark = " **(chosen)**" if r.name == chosen else ""
         ratio = None if t is None or not base_speed else t.throughput / base_speed
         lines.append(
-            f"| {r.name}{mark} | {r.backend} | {r.precision} | {r.size_bytes / 1e6:.2f} | "
+            f"| {r.name}{mark} | {r.backend}{'' if r.device == 'cpu' else f' ({r.device})'} | {r.precision} | {r.size_bytes / 1e6:.2f} | "
             f"{_fmt(t and t.p50_ms_b1, '.2f')}/{_fmt(t and t.p95_ms_b1, '.2f')} | "
             f"{_fmt(t and t.p50_ms_batch, '.1f')}/{_fmt(t and t.p95_ms_batch, '.1f')} | "
             f"{_fmt(t and t.throughput, '.0f')} | {_fmt(ratio, '.2f')} | {_fmt(r.metric_value, '.4f')} | "

@@ -6,13 +6,20 @@ pickle: the module is rebuilt from its class (`provenance.source`, `module:Class
 weights read with safetensors. With `compile`, batches are padded up to a fixed bucket size
 so compiled graphs (CUDA graphs under mode "reduce-overhead") are reused rather than rebuilt
 for every batch size; every bucket is run once at load so the first request is not slow.
+CUDA graphs captured by torch.compile must be replayed by the thread that captured them
+(pytorch/pytorch#123177: compiled graphs assert when called from several threads), while the
+server runs batches on a pool of threads; so a compiled model owns one thread and runs warm-up
+and every batch there — on the CPU too, where it costs one hand-off per batch, so that the
+tests here exercise the path the GPU takes.
 """
 
 from __future__ import annotations
 
 import bisect
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -20,6 +27,7 @@ from bushu.errors import BushuError, PackageError
 from bushu.package.manifest import Manifest
 from bushu.runtime.base import FileReader, Model
 
+T = TypeVar("T")
 PRECISIONS = ("fp32", "bf16", "fp16")
 DEFAULT_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
 
@@ -43,7 +51,7 @@ def resolve_device(device: str) -> str:
 
 class PyTorchModel(Model):
     def __init__(self, manifest: Manifest, variant: str, device: str, module: Any, precision: str,
-                 buckets: tuple[int, ...] | None) -> None:
+                 buckets: tuple[int, ...] | None, compiled: bool = False) -> None:
         import torch
 
         super().__init__(manifest, variant, device)
@@ -52,6 +60,13 @@ class PyTorchModel(Model):
         self._dtype = _torch_dtype(precision)
         self._buckets = buckets
         self._pin = device == "cuda"
+        self._owner = ThreadPoolExecutor(1, thread_name_prefix="bushu-compiled") if compiled else None
+
+    def on_owner(self, fn: Callable[..., T], *args: Any) -> T:
+        """Call `fn` on the thread that owns this model's compiled graphs (here, if none does)."""
+        if self._owner is None:
+            return fn(*args)
+        return self._owner.submit(fn, *args).result()
 
     def _to_device(self, array: np.ndarray):
         tensor = self._torch.from_numpy(np.ascontiguousarray(array))
@@ -68,6 +83,9 @@ class PyTorchModel(Model):
         return self._buckets[i] if i < len(self._buckets) else rows
 
     def run_checked(self, arrays: dict[str, np.ndarray], outputs: list[str]) -> dict[str, np.ndarray]:
+        return self.on_owner(self._run, arrays, outputs)
+
+    def _run(self, arrays: dict[str, np.ndarray], outputs: list[str]) -> dict[str, np.ndarray]:
         rows = next(iter(arrays.values())).shape[0]
         padded = self._bucket(rows)
         if padded != rows:  # repeat the last row: padding values never reach a real output
@@ -84,6 +102,10 @@ class PyTorchModel(Model):
                 tensor = tensor.float()
             out[name] = tensor.cpu().numpy()
         return out
+
+    def close(self) -> None:
+        if self._owner is not None:
+            self._owner.shutdown(wait=True)
 
     def warm_up(self) -> None:
         """Run every bucket once (all of them compile now, not on a user's request)."""
@@ -131,6 +153,7 @@ class PyTorchBackend:
             module = torch.compile(module, mode=mode, dynamic=False)
             buckets = buckets or DEFAULT_BUCKETS
         buckets = tuple(sorted(buckets)) if buckets else None
-        model = PyTorchModel(manifest, variant, device, module, chosen.precision, buckets)
+        model = PyTorchModel(manifest, variant, device, module, chosen.precision, buckets,
+                             compiled=bool(chosen.options.get("compile")))
         model.warm_up()
         return model
