@@ -38,7 +38,8 @@ def _png(image: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-def run_demo(workdir: Path, console: Console) -> None:
+def run_demo(workdir: Path, console: Console) -> list[list[str]]:
+    """Run the demo; print and return its summary rows (application, quality, answer, ms, speed-up)."""
     from bushu.apps import recsys, text, vision
     from bushu.bench.process import bushu_serve
     from bushu.export.hf import pack_hf_encoder
@@ -53,8 +54,8 @@ def run_demo(workdir: Path, console: Console) -> None:
         trained_vision = vision.train(epochs=10, progress=advance)
     vision.package(trained_vision, workdir / "digits-cnn", force=True)
 
-    with epoch_bar("text: the sentiment LSTM", 2) as advance:
-        trained_text = text.train(epochs=2, progress=advance)
+    with epoch_bar("text: the sentiment LSTM", 8) as advance:  # the full recipe: about a minute
+        trained_text = text.train(epochs=8, progress=advance)
     text_manifest = text.package(trained_text, workdir / "sentiment", force=True)
 
     with epoch_bar("recsys: matrix factorisation", 20) as advance:
@@ -76,7 +77,7 @@ def run_demo(workdir: Path, console: Console) -> None:
     speedup = baseline.timing.p50_ms_batch / chosen.timing.p50_ms_batch if chosen.timing and baseline.timing else 1.0
 
     packages = [workdir / "digits-cnn-opt", workdir / "sentiment", workdir / "recsys", workdir / "minilm"]
-    with bushu_serve(packages).start() as server, httpx.Client(base_url=server.url, timeout=60) as client:
+    with bushu_serve(packages) as server, httpx.Client(base_url=server.url, timeout=60) as client:
         console.print(f"serving {len(packages)} packages on {server.url}")
         digit, truth = trained_vision.split.test_images[0], trained_vision.split.test_labels[0]
         answer, ms = _timed_post(client, "/v1/models/digits-cnn/predict", content=_png(digit),
@@ -109,3 +110,4 @@ def run_demo(workdir: Path, console: Console) -> None:
         table.add_row(*row)
     console.print(table)
     console.print(f"packages in {workdir}; {time.monotonic() - started:.0f} s in all")
+    return rows

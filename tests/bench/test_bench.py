@@ -152,3 +152,10 @@ def test_markdown_table():
     lines = text.splitlines()
     assert lines[0].startswith("| server | requests | req/s |") and len(lines) == 4
     assert "| fast | 100 | 100 | 2.00 |" in text and "5.00×" in text and "2 (503×2)" in text
+
+
+def test_a_second_start_is_refused_so_no_server_is_left_unowned(server):
+    pid = server.pid
+    with pytest.raises(RuntimeError, match="already started"):
+        server.start()
+    assert server.pid == pid and server.proc.poll() is None  # the first one still runs, still owned

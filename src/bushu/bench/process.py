@@ -64,6 +64,8 @@ class ServerProcess:
         return BushuError(f"{self.name} {why}" + (f"; its last output:\n{output}" if output else ""))
 
     def start(self) -> ServerProcess:
+        if self.proc is not None:  # a second start would leave the first process running, unowned
+            raise RuntimeError(f"{self.name} was already started")
         self.proc = subprocess.Popen(
             self.command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             text=True, env=self.env, start_new_session=True,
