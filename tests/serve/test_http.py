@@ -137,3 +137,33 @@ def test_fuzzed_infer_requests_never_get_a_500(http, doc, binary, header):
 def test_server_still_answers_after_the_fuzzing(http):
     r = http.post("/v2/models/tiny/infer", json=infer_body(np.ones(6).tolist()))
     assert r.status_code == 200
+
+
+def test_the_fast_infer_route_answers_exactly_as_the_starlette_route(repository, server, http):
+    """The raw-ASGI infer path (the default) against its Starlette twin: same status, headers, bytes."""
+    from bushu.serve.fast_infer import FastInfer
+
+    assert [m.cls for m in server.app.user_middleware] == [FastInfer]
+    x = np.arange(12, dtype=np.float32).reshape(2, 6) / 10
+    header = orjson.dumps({"inputs": [{"name": "x", "datatype": "FP32", "shape": [2, 6],
+                                       "parameters": {"binary_data_size": x.nbytes}}],
+                           "outputs": [{"name": "output", "parameters": {"binary_data": True}}]})
+    requests = [
+        ("/v2/models/tiny/infer", orjson.dumps(infer_body([0.1] * 6)), {}),
+        ("/v2/models/tiny/versions/1/infer", orjson.dumps(infer_body([0.2] * 6)), {}),
+        ("/v2/models/tiny/infer", header + x.tobytes(), {"Inference-Header-Content-Length": str(len(header))}),
+        ("/v2/models/tiny/infer", b"{oops", {}),
+        ("/v2/models/tiny/infer", orjson.dumps(infer_body([0.1] * 5)), {}),
+        ("/v2/models/tiny/infer", b'{"inputs": []}', {"Inference-Header-Content-Length": "x"}),
+        ("/v2/models/nope/infer", orjson.dumps(infer_body([0.1] * 6)), {}),
+        ("/v2/models/tiny/infer", b"[" * (LIMIT + 1), {}),
+        ("/v2/models/tiny/infer/", orjson.dumps(infer_body([0.1] * 6)), {}),
+    ]
+    with ThreadServer([repository], ServeSettings(max_body_bytes=LIMIT), fast_infer=False) as plain, \
+            httpx.Client(base_url=plain.url, timeout=10) as starlette:
+        assert plain.app.user_middleware == []
+        for path, body, headers in requests:
+            fast, slow = http.post(path, content=body, headers=headers), starlette.post(path, content=body, headers=headers)
+            assert (fast.status_code, fast.content) == (slow.status_code, slow.content), path
+            for name in ("content-type", "content-length", "inference-header-content-length"):
+                assert fast.headers.get(name) == slow.headers.get(name), (path, name)

@@ -2,6 +2,8 @@
 
 Each route only translates: path and body in, dataplane call, JSON or binary out. Errors are
 `{"error": "..."}` with the status the `BushuError` carries; nothing a client sends yields 500.
+The infer route, which carries the load, is served in raw ASGI ahead of the router
+(`fast_infer.py`); its Starlette twin below stays for `fast_infer=False`, the measured baseline.
 """
 
 from __future__ import annotations
@@ -20,10 +22,11 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from bushu.errors import BushuError
+from bushu.serve.asgi import ClientGone, read_body
 from bushu.serve.auth import AccessControl
-from bushu.serve.batcher import Overloaded
 from bushu.serve.codec import HEADER_LENGTH, decode_request, encode_response
 from bushu.serve.dataplane import DataPlane
+from bushu.serve.fast_infer import FastInfer, error_headers
 from bushu.serve.metrics import ServerMetrics
 from bushu.serve.openapi import openapi_document
 from bushu.serve.predict import natural_inputs
@@ -31,10 +34,6 @@ from bushu.serve.repository import ModelRepository
 from bushu.serve.settings import ServeSettings
 
 log = logging.getLogger("bushu.serve")
-
-
-class PayloadTooLarge(BushuError):
-    status = 413
 
 
 def _json(body: object, status: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -46,20 +45,12 @@ def _status_only(ok: bool) -> Response:
 
 
 async def _read_body(request: Request, limit: int) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise PayloadTooLarge(f"request body of {declared} bytes exceeds the limit of {limit} bytes")
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise PayloadTooLarge(f"request body exceeds the limit of {limit} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
+    return await read_body(request.receive, request.scope["headers"], limit)
 
 
-def create_app(paths: list[Path], settings: ServeSettings | None = None) -> Starlette:
-    """The ASGI app serving every package and model repository in `paths`."""
+def create_app(paths: list[Path], settings: ServeSettings | None = None, *, fast_infer: bool = True) -> Starlette:
+    """The ASGI app serving every package and model repository in `paths`; `fast_infer=False`
+    serves the infer route through Starlette's router too (for measuring the fast path)."""
     settings = settings or ServeSettings()
     metrics = ServerMetrics()
     repository = ModelRepository(paths, settings, metrics)
@@ -131,8 +122,11 @@ def create_app(paths: list[Path], settings: ServeSettings | None = None) -> Star
 
     async def bushu_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, BushuError)
-        headers = {"Retry-After": str(int(max(1, exc.retry_after)))} if isinstance(exc, Overloaded) else None
+        headers = {k.decode(): v.decode() for k, v in error_headers(exc)}
         return _json({"error": str(exc)}, exc.status, headers)
+
+    async def client_gone(request: Request, exc: Exception) -> Response:
+        return Response(status_code=400)  # nobody is left to read it
 
     async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
@@ -174,12 +168,16 @@ def create_app(paths: list[Path], settings: ServeSettings | None = None) -> Star
         Route("/v2/openapi.json", openapi),
     ]
     guarded = bool(settings.tokens) or settings.anonymous_rate_per_s is not None
+    middleware = [Middleware(AccessControl, tokens=list(settings.tokens),
+                             anonymous_rate=settings.anonymous_rate_per_s)] if guarded else []
+    if fast_infer:  # inside access control, ahead of the router
+        middleware.append(Middleware(FastInfer, plane=plane, max_body_bytes=settings.max_body_bytes))
     app = Starlette(
         routes=routes,
         lifespan=lifespan,
-        middleware=[Middleware(AccessControl, tokens=list(settings.tokens),
-                               anonymous_rate=settings.anonymous_rate_per_s)] if guarded else [],
-        exception_handlers={BushuError: bushu_error, HTTPException: http_error, Exception: unexpected},
+        middleware=middleware,
+        exception_handlers={BushuError: bushu_error, ClientGone: client_gone, HTTPException: http_error,
+                            Exception: unexpected},
     )
     app.state.dataplane = plane
     return app

@@ -19,6 +19,7 @@ from typing import Any
 import orjson
 
 from bushu.errors import InvalidInput, NotFound
+from bushu.serve.asgi import send_error
 
 Scope = MutableMapping[str, Any]
 ASGIApp = Callable[[Scope, Callable[[], Awaitable[Any]], Callable[[Any], Awaitable[None]]], Awaitable[None]]
@@ -90,14 +91,6 @@ class TokenBucket:
         return (1 - self.level) / self.rate
 
 
-async def _reply(send: Callable[[Any], Awaitable[None]], status: int, message: str,
-                 headers: list[tuple[bytes, bytes]] = ()) -> None:
-    body = orjson.dumps({"error": message})
-    await send({"type": "http.response.start", "status": status, "headers": [
-        (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), *headers]})
-    await send({"type": "http.response.body", "body": body})
-
-
 class AccessControl:
     """ASGI middleware: authenticate, authorise by scope, rate-limit; records the token's name
     in `scope["state"]["token"]` for the audit log."""
@@ -139,9 +132,9 @@ class AccessControl:
             token = self._find(header)
             if token is None:
                 message = "a bearer token is required" if header is None else "the bearer token is not valid"
-                return await _reply(send, 401, message, [(b"www-authenticate", b'Bearer realm="bushu"')])
+                return await send_error(send, 401, message, [(b"www-authenticate", b'Bearer realm="bushu"')])
             if needed not in token.scopes:
-                return await _reply(send, 403, f"token {token.name!r} lacks the {needed!r} scope")
+                return await send_error(send, 403, f"token {token.name!r} lacks the {needed!r} scope")
             name = token.name
             wait = self._limit(name, token.rate_per_s, token.burst)
         elif needed is not None:
@@ -151,7 +144,7 @@ class AccessControl:
         else:
             wait = 0.0
         if wait > 0:
-            return await _reply(send, 429, f"rate limit exceeded for {name}",
+            return await send_error(send, 429, f"rate limit exceeded for {name}",
                                 [(b"retry-after", str(math.ceil(wait)).encode())])
         scope.setdefault("state", {})["token"] = name
         await self.app(scope, receive, send)
