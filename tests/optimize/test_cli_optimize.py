@@ -47,3 +47,26 @@ def test_optimize_then_compare_the_source_with_the_result(tiny_package, files):
     assert "tiny:tiny" in compared.output and "tiny:out" in compared.output and "best: tiny:" in compared.output
     strict = run("compare", tiny_package, "--eval", files / "eval.npz", "--goal", "accuracy", "--max-latency-ms", "0.000001")
     assert strict.exit_code == 1 and "no package has a p95 latency" in strict.output
+
+
+def test_sigterm_during_optimize_leaves_no_staging_folder_and_no_output(tiny_package, files):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = files / "out"
+    proc = subprocess.Popen([sys.executable, "-m", "bushu.cli", "optimize", str(tiny_package), "-o", str(out),
+                             "--eval", str(files / "eval.npz"), "--preset", "thorough"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while not list(files.glob(".out.*")):  # the search is under way once its staging folder exists
+            assert proc.poll() is None and time.monotonic() < deadline, "optimize ended before it staged anything"
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGTERM)
+        # 143 as a rule; a signal that lands inside a C extension's import surfaces as that import's error
+        assert proc.wait(60) != 0
+    finally:
+        proc.kill()
+    assert not list(files.glob(".out.*")) and not out.exists()

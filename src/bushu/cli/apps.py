@@ -8,11 +8,12 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from bushu.cli.common import app, out, train_app, user_errors
+from bushu.cli.common import app, cleans_up_on_sigterm, out, train_app, user_errors
 
 
 @train_app.command("vision")
 @user_errors
+@cleans_up_on_sigterm
 def train_vision(
     output: Annotated[Path, typer.Option("-o", "--output", help="package directory to write")],
     epochs: Annotated[int, typer.Option(min=1, help="training epochs")] = 10,
@@ -33,6 +34,7 @@ def train_vision(
 
 @train_app.command("text")
 @user_errors
+@cleans_up_on_sigterm
 def train_text(
     output: Annotated[Path, typer.Option("-o", "--output", help="package directory to write")],
     epochs: Annotated[int, typer.Option(min=1, help="training epochs")] = 8,
@@ -60,6 +62,7 @@ def train_text(
 
 @train_app.command("recsys")
 @user_errors
+@cleans_up_on_sigterm
 def train_recsys(
     output: Annotated[Path, typer.Option("-o", "--output", help="package directory to write")],
     epochs: Annotated[int, typer.Option(min=1, help="training epochs")] = 20,
@@ -85,6 +88,7 @@ def train_recsys(
 
 @app.command()
 @user_errors
+@cleans_up_on_sigterm
 def demo(
     workdir: Annotated[Path, typer.Option(help="where the demo writes its packages")] = Path("bushu-demo"),
 ) -> None:

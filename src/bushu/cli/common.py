@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import functools
+import signal
+import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -23,6 +25,10 @@ err = Console(stderr=True)
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+def _exit(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
 def user_errors(fn: F) -> F:
     """Every `BushuError` becomes one line on stderr and exit status 1: no traceback for a user's mistake."""
 
@@ -33,5 +39,22 @@ def user_errors(fn: F) -> F:
         except BushuError as exc:
             err.print(f"[bold red]error:[/] {exc}", markup=True, highlight=False, soft_wrap=True)
             raise typer.Exit(1) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def cleans_up_on_sigterm(fn: F) -> F:
+    """For verbs that write packages: SIGTERM becomes `SystemExit` (status 143) while they run, so
+    the staging folder is removed as on any error; by default Python dies at once and leaves it."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        if threading.current_thread() is not threading.main_thread():  # only the main thread gets signals
+            return fn(*args, **kwargs)
+        previous = signal.signal(signal.SIGTERM, _exit)
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            signal.signal(signal.SIGTERM, previous)
 
     return wrapper  # type: ignore[return-value]

@@ -7,12 +7,13 @@ from typing import Annotated
 
 import typer
 
-from bushu.cli.common import app, err, out, user_errors
+from bushu.cli.common import app, cleans_up_on_sigterm, err, out, user_errors
 from bushu.errors import BushuError, InvalidInput
 
 
 @app.command()
 @user_errors
+@cleans_up_on_sigterm
 def optimize(
     package: Annotated[Path, typer.Argument(help="source package directory (never changed)")],
     output: Annotated[Path, typer.Option("-o", "--output", help="new package directory to write")],

@@ -10,12 +10,13 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from bushu.cli.common import app, out, user_errors
+from bushu.cli.common import app, cleans_up_on_sigterm, out, user_errors
 from bushu.errors import InvalidInput
 
 
 @app.command()
 @user_errors
+@cleans_up_on_sigterm
 def pack(
     source: Annotated[str, typer.Argument(help="a .onnx file, a transformers model directory, or module:Class "
                                                "(or file.py:Class) of an nn.Module")],
@@ -159,6 +160,7 @@ def sign(
 
 @app.command()
 @user_errors
+@cleans_up_on_sigterm
 def encrypt(
     package: Annotated[Path, typer.Argument(help="package directory")],
     output: Annotated[Path, typer.Option("-o", "--output", help="encrypted package directory to write")],
