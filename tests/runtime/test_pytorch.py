@@ -56,10 +56,14 @@ def test_half_precisions_stay_within_their_bound(multi, images, variant, bound):
 def test_bucket_padding_returns_exactly_the_real_rows(multi, images):
     model = bushu.load(multi, "torch-buckets")
     plain = bushu.load(multi, "torch-fp32")
-    for rows in (1, 3, 5, 17):
-        got = model.infer({"image": images[:rows]})["logits"]
+    seen: list[int] = []
+    model._module.register_forward_pre_hook(lambda module, args: seen.append(args[0].shape[0]))
+    many = np.concatenate([images, images[::-1], images[:22]])  # 150 rows: more than the largest bucket
+    for rows in (1, 3, 5, 17, 64, 150):
+        got = model.infer({"image": many[:rows]})["logits"]
         assert got.shape == (rows, 10)
-        np.testing.assert_allclose(got, plain.infer({"image": images[:rows]})["logits"], rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(got, plain.infer({"image": many[:rows]})["logits"], rtol=1e-5, atol=1e-5)
+    assert seen == [4, 4, 16, 64, 64, 64, 64, 64]  # padded up to a bucket; 150 rows as 64 + 64 + 22→64
 
 
 def test_the_pytorch_variant_is_served(multi, images):

@@ -79,11 +79,18 @@ class PyTorchModel(Model):
     def _bucket(self, rows: int) -> int:
         if not self._buckets:
             return rows
-        i = bisect.bisect_left(self._buckets, rows)
-        return self._buckets[i] if i < len(self._buckets) else rows
+        return self._buckets[bisect.bisect_left(self._buckets, rows)]
 
     def run_checked(self, arrays: dict[str, np.ndarray], outputs: list[str]) -> dict[str, np.ndarray]:
-        return self.on_owner(self._run, arrays, outputs)
+        """A batch larger than the largest bucket runs in chunks of it: a new batch size would
+        mean a new compile (and, past torch's recompile limit, a silent fall back to eager)."""
+        rows = next(iter(arrays.values())).shape[0]
+        largest = self._buckets[-1] if self._buckets else rows
+        if rows <= largest:
+            return self.on_owner(self._run, arrays, outputs)
+        parts = [self.on_owner(self._run, {k: v[i : i + largest] for k, v in arrays.items()}, outputs)
+                 for i in range(0, rows, largest)]
+        return {name: np.concatenate([part[name] for part in parts]) for name in outputs}
 
     def _run(self, arrays: dict[str, np.ndarray], outputs: list[str]) -> dict[str, np.ndarray]:
         rows = next(iter(arrays.values())).shape[0]

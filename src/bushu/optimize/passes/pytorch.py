@@ -14,8 +14,13 @@ from bushu.optimize.passes import BuildContext, Candidate, Outcome, Skipped
 FAMILIES = ("pytorch", "pytorch-compile")
 
 
-def buckets(serving_batch: int) -> list[int]:
-    """Powers of two up to the serving batch, and the serving batch: one compiled graph each."""
+def buckets(serving_batch: int, device: str) -> list[int]:
+    """The batch sizes to compile a graph for. On a GPU, 1 and the serving batch: padding a batch up
+    to the serving batch costs little there, while each bucket costs a compile and a CUDA graph's
+    memory. On a CPU padding costs compute in proportion, so powers of two up to the serving batch.
+    Larger batches run in chunks of the largest bucket."""
+    if device == "cuda":
+        return sorted({1, serving_batch})
     sizes = {1 << i for i in range(serving_batch.bit_length()) if 1 << i <= serving_batch}
     return sorted(sizes | {serving_batch})
 
@@ -51,7 +56,7 @@ def build(ctx: BuildContext) -> list[Outcome]:
             outcomes.append(Candidate(f"torch-{precision}", "pytorch", "pytorch", precision, provenance.weights_file,
                                       f"{provenance.source} in {precision}, eager, on {device}", device=device))
         if "pytorch-compile" in wanted:
-            sizes = buckets(ctx.config.serving_batch)
+            sizes = buckets(ctx.config.serving_batch, device)
             graphs = "CUDA graphs" if device == "cuda" else "inductor"
             outcomes.append(Candidate(
                 f"torch-{precision}-compiled", "pytorch-compile", "pytorch", precision, provenance.weights_file,
