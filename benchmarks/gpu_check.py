@@ -1,7 +1,7 @@
 """GPU check for the PyTorch backend: fidelity of every GPU variant, raw compiled throughput,
 and throughput served by bushu over loopback — one table, ratios in the same run.
 
-    python benchmarks/gpu_check.py --out $OUT            # on the GPU machine
+    python benchmarks/gpu_check.py --out $OUT            # on the GPU machine (see gpu_run.sh)
     python benchmarks/gpu_check.py --device cpu --quick  # the same code path, small, on a CPU
 
 For the seed CNN and a MiniLM-shaped encoder (random weights): each variant (fp32, bf16, fp16,
@@ -147,7 +147,8 @@ async def drive(url: str, model: str, body: bytes, header_len: int, rows: int, c
 
 def served_throughput(package: Path, name: str, inputs, rows: int, clients: int, seconds: float,
                       max_batch: int) -> tuple[float, int]:
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(ROOT)}
+    paths = [str(ROOT), os.environ.get("PYTHONPATH", "")]  # the server imports benchmarks.gpu_models
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": os.pathsep.join(filter(None, paths))}
     proc = subprocess.Popen([sys.executable, "-m", "bushu.cli", "serve", str(package), "--port", "0",
                              "--max-batch-size", str(max_batch), "--max-queue-delay-ms", "2", "--instances", "2"],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=ROOT)
