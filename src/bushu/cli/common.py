@@ -6,7 +6,8 @@ import functools
 import signal
 import threading
 from collections.abc import Callable
-from typing import Any, TypeVar
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
@@ -23,6 +24,10 @@ app.add_typer(train_app, name="train")
 out = Console()
 err = Console(stderr=True)
 F = TypeVar("F", bound=Callable[..., Any])
+#: The options every verb that writes a package takes.
+Output = Annotated[Path, typer.Option("-o", "--output", help="package directory to write")]
+Force = Annotated[bool, typer.Option(help="replace OUTPUT if it exists")]
+Seed = Annotated[int, typer.Option(help="random seed (data, init, order)")]
 
 
 def _exit(signum: int, frame: object) -> None:

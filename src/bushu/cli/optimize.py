@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from bushu.cli.common import app, cleans_up_on_sigterm, err, out, user_errors
+from bushu.cli.common import Force, app, cleans_up_on_sigterm, err, out, user_errors
 from bushu.errors import BushuError, InvalidInput
 
 
@@ -29,7 +29,7 @@ def optimize(
     threads: Annotated[int | None, typer.Option(help="threads per session (default 2)")] = None,
     batch: Annotated[int | None, typer.Option(help="serving batch size (default 64)")] = None,
     max_minutes: Annotated[float | None, typer.Option(help="stop building new variants after this long")] = None,
-    force: Annotated[bool, typer.Option(help="replace OUTPUT if it exists")] = False,
+    force: Force = False,
 ) -> None:
     """Search variants across runtimes; keep the fastest within the accuracy budget, with a report."""
     from bushu.optimize import optimize as run_optimize

@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from bushu.cli.common import app, cleans_up_on_sigterm, out, user_errors
+from bushu.cli.common import Force, Output, app, cleans_up_on_sigterm, out, user_errors
 from bushu.errors import InvalidInput
 
 
@@ -20,7 +20,7 @@ from bushu.errors import InvalidInput
 def pack(
     source: Annotated[str, typer.Argument(help="a .onnx file, a transformers model directory, or module:Class "
                                                "(or file.py:Class) of an nn.Module")],
-    output: Annotated[Path, typer.Option("-o", "--output", help="package directory to write")],
+    output: Output,
     weights: Annotated[Path | None, typer.Option(help="state dict (.pt/.pth via weights_only, or .safetensors)")] = None,
     input: Annotated[list[str] | None, typer.Option("--input", help="NAME:DTYPE:SHAPE, e.g. image:FP32:batch,3,32,32")] = None,
     output_name: Annotated[list[str] | None, typer.Option("--output-name", help="name of each output, in order")] = None,
@@ -31,7 +31,7 @@ def pack(
     kwargs: Annotated[str | None, typer.Option(help="JSON object of constructor arguments")] = None,
     tolerance: Annotated[float, typer.Option(help="max relative error accepted at export")] = 1e-4,
     max_length: Annotated[int | None, typer.Option(help="text packages: tokens per text at most")] = None,
-    force: Annotated[bool, typer.Option(help="replace OUTPUT if it exists")] = False,
+    force: Force = False,
 ) -> None:
     """Package a model: export and verify a PyTorch module or a transformers encoder, or take an ONNX file as it is."""
     from bushu.export.hf import is_hf_directory
@@ -165,7 +165,7 @@ def encrypt(
     package: Annotated[Path, typer.Argument(help="package directory")],
     output: Annotated[Path, typer.Option("-o", "--output", help="encrypted package directory to write")],
     key_file: Annotated[Path | None, typer.Option(help="AES-256 key file (else $BUSHU_KEY)")] = None,
-    force: Annotated[bool, typer.Option(help="replace OUTPUT if it exists")] = False,
+    force: Force = False,
 ) -> None:
     """Copy a package with its model and weight files encrypted (AES-256-GCM)."""
     from bushu.package.encryption import KEY_ENV, encrypt_package, load_key
