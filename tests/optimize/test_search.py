@@ -175,3 +175,12 @@ def test_ort_gpu_providers_are_offered_only_where_installed(tiny_package):
         assert isinstance(outcome, Candidate) == (provider in available), outcome
         if not isinstance(outcome, Candidate):
             assert f"no {provider}" in outcome.reason
+
+
+def test_a_baseline_that_could_not_run_is_an_error_not_a_choice():
+    from bushu.errors import BushuError
+
+    broken = Row("torch-fp32", "pytorch", "pytorch", "fp32", "w.safetensors", 1, "", device="cuda")
+    broken.reason = "failed to run: RuntimeError: CUDA out of memory"
+    with pytest.raises(BushuError, match="torch-fp32 could not be measured: failed to run: RuntimeError: CUDA out"):
+        decide([broken, _row("ok", 0.0, 100)], broken, allowed=0.01)

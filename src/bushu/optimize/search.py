@@ -153,7 +153,9 @@ def _build(ctx: BuildContext, deadline: float | None) -> list[Outcome]:
 
 def decide(rows: list[Row], baseline: Row, allowed: float) -> tuple[str, str]:
     """Mark kept/rejected rows; return the chosen variant and why."""
-    base_speed = baseline.timing.throughput if baseline.timing else 0.0
+    if baseline.timing is None:  # e.g. PyTorch fp32 failing on the GPU: nothing to measure speed against
+        raise BushuError(f"the fp32 baseline {baseline.name} could not be measured: {baseline.reason or 'no timing'}")
+    base_speed = baseline.timing.throughput
     for row in rows:
         if row is baseline:
             row.kept, row.reason = True, "the fp32 baseline"
