@@ -127,17 +127,20 @@ def _build(ctx: BuildContext, deadline: float | None) -> list[Outcome]:
     from bushu.optimize.passes import openvino, ort, pruning, pytorch, selective
 
     outcomes: list[Outcome] = []
-    stages: list[tuple[str, Callable[[], list[Outcome]]]] = [
-        ("onnxruntime", lambda: ort.build(ctx)),
-        ("openvino", lambda: openvino.build(ctx)),
-        ("selective", lambda: selective.build(ctx, outcomes)),
-        ("pruning", lambda: pruning.build(ctx)),
-        ("pytorch", lambda: pytorch.build(ctx)),
+    # (stage, the families it builds, how): a stage none of whose families is asked for is not run
+    stages: list[tuple[str, set[str], Callable[[], list[Outcome]]]] = [
+        ("onnxruntime", {"ort-fused", "ort-dynamic", "ort-static"}, lambda: ort.build(ctx)),
+        ("openvino", {"openvino", "nncf", "nncf-accuracy"}, lambda: openvino.build(ctx)),
+        ("selective", {"ort-selective", "nncf-selective"}, lambda: selective.build(ctx, outcomes)),
+        ("pruning", {"pruning"}, lambda: pruning.build(ctx)),
+        ("pytorch", set(pytorch.FAMILIES), lambda: pytorch.build(ctx)),
+        ("onnxruntime-gpu", {"ort-cuda"}, lambda: ort.gpu(ctx)),
     ]
-    if ctx.config.target == "cuda":  # the CPU families are refused for cuda by the config's check
-        stages = [("pytorch", lambda: pytorch.build(ctx)),
-                  ("onnxruntime-gpu", lambda: ort.gpu(ctx) if "ort-cuda" in ctx.config.families else [])]
-    for stage, run in stages:
+    if ctx.config.target == "cuda":  # GPU variants first: they are what a cuda search is for
+        stages.sort(key=lambda stage: stage[0] not in ("pytorch", "onnxruntime-gpu"))
+    for stage, families, run in stages:
+        if not families & set(ctx.config.families):
+            continue
         if deadline is not None and time.monotonic() > deadline:
             outcomes.append(Skipped(stage, stage, "the --max-minutes time limit was reached before this stage"))
             continue
