@@ -45,7 +45,8 @@ def test_metrics_on_a_hand_checked_ranking():
 
 
 def test_served_top_10_is_the_evaluated_ranking_of_the_trained_module(recsys_package, manifest):
-    module = MatrixFactorization(2000, 400)
+    module = MatrixFactorization(**manifest.provenance.source_kwargs)  # as the PyTorch backend rebuilds it
+    assert manifest.provenance.source_kwargs == {"n_users": 2000, "n_items": 400, "factors": 8}
     load_model(module, str(recsys_package / manifest.provenance.weights_file))
     data = generate()
     users = np.array([0, 7, 1999, 42], dtype=np.int64)

@@ -24,9 +24,9 @@ from starlette.routing import Route
 from bushu.errors import BushuError
 from bushu.serve.asgi import ClientGone, read_body
 from bushu.serve.auth import AccessControl
-from bushu.serve.codec import HEADER_LENGTH, decode_request, encode_response
+from bushu.serve.codec import HEADER_LENGTH
 from bushu.serve.dataplane import DataPlane
-from bushu.serve.fast_infer import FastInfer, error_headers
+from bushu.serve.fast_infer import FastInfer, error_headers, infer_v2
 from bushu.serve.metrics import ServerMetrics
 from bushu.serve.openapi import openapi_document
 from bushu.serve.predict import natural_inputs
@@ -73,17 +73,11 @@ def create_app(paths: list[Path], settings: ServeSettings | None = None, *, fast
         p = request.path_params
         return _status_only(plane.model_ready(p["model"], p.get("version")))
 
-    async def infer(request: Request) -> Response:
+    async def infer(request: Request) -> Response:  # the fast path's twin, for fast_infer=False
         p = request.path_params
         body = await _read_body(request, settings.max_body_bytes)
-        model = plane.lookup(p["model"], p.get("version"))
-        try:
-            decoded = decode_request(body, request.headers.get(HEADER_LENGTH))
-        except BushuError as exc:
-            metrics.outcome(model.name, model.version, exc.status)
-            raise
-        outputs = await plane.infer(model, decoded)
-        payload, header_length = encode_response(model.name, model.version, decoded, outputs)
+        payload, header_length = await infer_v2(plane, p["model"], p.get("version"), body,
+                                                request.headers.get(HEADER_LENGTH))
         if header_length is None:
             return Response(payload, media_type="application/json")
         return Response(payload, media_type="application/octet-stream",

@@ -19,22 +19,14 @@ class ServerMetrics:
             "bushu_requests", "Inference requests by outcome (ok, client_error, overloaded, timeout, error)",
             [*labels, "outcome"], registry=self.registry,
         )
-        self.request_seconds = Histogram(
-            "bushu_request_seconds", "Time from decoded request to encoded response", labels,
-            buckets=_LATENCY_BUCKETS, registry=self.registry,
-        )
-        self.queue_seconds = Histogram(
-            "bushu_queue_seconds", "Time a request waited in the batch queue", labels,
-            buckets=_LATENCY_BUCKETS, registry=self.registry,
-        )
-        self.compute_seconds = Histogram(
-            "bushu_compute_seconds", "Time one batch spent in the model", labels,
-            buckets=_LATENCY_BUCKETS, registry=self.registry,
-        )
-        self.batch_size = Histogram(
-            "bushu_batch_size", "Rows per batch run by the model", labels,
-            buckets=_BATCH_BUCKETS, registry=self.registry,
-        )
+
+        def histogram(name: str, what: str, buckets: tuple[float, ...] = _LATENCY_BUCKETS) -> Histogram:
+            return Histogram(name, what, labels, buckets=buckets, registry=self.registry)
+
+        self.request_seconds = histogram("bushu_request_seconds", "Time from decoded request to encoded response")
+        self.queue_seconds = histogram("bushu_queue_seconds", "Time a request waited in the batch queue")
+        self.compute_seconds = histogram("bushu_compute_seconds", "Time one batch spent in the model")
+        self.batch_size = histogram("bushu_batch_size", "Rows per batch run by the model", _BATCH_BUCKETS)
         self.queue_depth = Gauge("bushu_queue_depth", "Requests waiting in the batch queue", labels,
                                  registry=self.registry)
 

@@ -20,6 +20,11 @@ class MatrixFactorization(nn.Module):
         nn.init.normal_(self.users.weight, std=0.1)
         nn.init.normal_(self.items.weight, std=0.1)
 
+    def constructor_kwargs(self) -> dict[str, int]:
+        """What rebuilds this architecture around saved weights, read off its layers."""
+        return {"n_users": self.users.num_embeddings, "n_items": self.items.num_embeddings,
+                "factors": self.users.embedding_dim}
+
     def forward(self, user: torch.Tensor) -> torch.Tensor:
         """INT64 [batch] user ids → FP32 [batch, n_items] scores."""
         return self.users(user) @ self.items.weight.T + self.item_bias

@@ -21,7 +21,6 @@ class LSTMClassifier(nn.Module):
     def __init__(self, vocab_size: int, num_classes: int = 3, embed_dim: int = 128,
                  hidden: int = 64, dropout: float = 0.3) -> None:
         super().__init__()
-        self._kwargs = {"vocab_size": vocab_size, "num_classes": num_classes, "embed_dim": embed_dim, "hidden": hidden}
         self.embed = nn.Embedding(vocab_size, embed_dim, padding_idx=0)
         self.forward_lstm = nn.LSTM(embed_dim, hidden, batch_first=True)
         self.backward_lstm = nn.LSTM(embed_dim, hidden, batch_first=True)
@@ -29,8 +28,10 @@ class LSTMClassifier(nn.Module):
         self.head = nn.Linear(4 * hidden + embed_dim, num_classes)
 
     def constructor_kwargs(self) -> dict[str, int]:
-        """What rebuilds this architecture around saved weights (dropout does not change them)."""
-        return dict(self._kwargs)
+        """What rebuilds this architecture around saved weights, read off its layers (dropout
+        does not shape a weight)."""
+        return {"vocab_size": self.embed.num_embeddings, "num_classes": self.head.out_features,
+                "embed_dim": self.embed.embedding_dim, "hidden": self.forward_lstm.hidden_size}
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         """INT64 [batch, sequence] right-padded ids → FP32 [batch, classes] logits."""
