@@ -15,7 +15,8 @@ import numpy as np
 
 from bushu.errors import BushuError
 from bushu.package.manifest import Manifest
-from bushu.runtime.base import FileReader, Model
+from bushu.runtime.base import FileReader, Model, disk_reader
+from bushu.runtime.onnx_data import inline_external_data
 
 INSTALL_HINT = "the OpenVINO backend needs the openvino package: pip install 'bushu[optimize]'"
 
@@ -67,11 +68,12 @@ class OpenVinoBackend:
             raise BushuError(f"the OpenVINO backend runs on 'cpu' only, not {device!r}", status=503)
         ov = _openvino()
         spec = manifest.variants[variant]
+        read = read or disk_reader(package)
         core = ov.Core()
-        if read is None:
-            model = core.read_model(str(package / spec.file))
-        else:  # encrypted: the IR and its weights go to OpenVINO from memory
-            weights = np.frombuffer(read(str(Path(spec.file).with_suffix(".bin"))), dtype=np.uint8)
+        if spec.file.endswith(".xml"):  # OpenVINO IR: the graph, and its weights beside it
+            weights = np.frombuffer(read(spec.file[: -len(".xml")] + ".bin"), dtype=np.uint8)
             model = core.read_model(read(spec.file).decode(), ov.Tensor(weights))
+        else:  # ONNX, with any external data copied into the one buffer OpenVINO reads
+            model = core.read_model(inline_external_data(read(spec.file), spec.file, read))
         compiled = core.compile_model(model, "CPU", compile_config(spec.precision, self.threads))
         return OpenVinoModel(manifest, variant, device, compiled)
