@@ -141,7 +141,7 @@ def module_ref_problem(ref: str) -> str | None:
     file path or the current directory, and never from the standard library, which holds no
     `torch.nn.Module` but does hold `os:system` and `subprocess:Popen`.
     """
-    if not _MODULE_REF.fullmatch(ref):
+    if not _MODULE_REF.fullmatch(ref) or ref.split(":")[0].endswith(".py"):
         return ("expected an importable module and class, package.module:Class "
                 "(a file path such as model.py:Net is for `bushu pack` only)")
     top = ref.split(":")[0].split(".")[0]
