@@ -18,6 +18,7 @@ from bushu.errors import BushuError
 from bushu.export.source import load_state_dict
 from bushu.package import read_manifest
 from bushu.package.store import hash_files, write_manifest
+from fixtures.crafted import crafted_manifest
 from fixtures.pickles import MARKER, Payload, malicious_pickle
 
 
@@ -76,27 +77,6 @@ def test_the_server_refuses_a_crafted_package(tiny_package, tmp_path):
 
 
 # -- a manifest is data: what `provenance.source` names is never called unless it is a Module class --
-
-def crafted_manifest(base, out, **changes):
-    """A copy of `base` whose manifest an attacker rewrote (fields set as JSON, digest recomputed),
-    bypassing every check bushu makes when it writes a manifest itself."""
-    import orjson
-
-    from bushu.package.manifest import canonical_digest
-
-    pkg = shutil.copytree(base, out)
-    body = orjson.loads((pkg / "bushu.json").read_bytes())
-    body.pop("digest")
-    for dotted, value in changes.items():
-        *path, last = dotted.split(".")
-        node = body
-        for key in path:
-            node = node[key]
-        node[last] = value
-    body["digest"] = canonical_digest(body)
-    (pkg / "bushu.json").write_bytes(orjson.dumps(body))
-    return pkg
-
 
 def torch_package(tiny_package, out, source, kwargs):
     """`tiny_package` run on the PyTorch backend, rebuilding its model from `source(**kwargs)`."""
