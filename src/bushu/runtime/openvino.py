@@ -42,9 +42,10 @@ def compile_config(precision: str, threads: int | None = None) -> dict[str, obje
 
 
 class OpenVinoModel(Model):
-    def __init__(self, manifest: Manifest, variant: str, device: str, compiled) -> None:
+    def __init__(self, manifest: Manifest, variant: str, device: str, compiled, weights: object = None) -> None:
         super().__init__(manifest, variant, device)
         self._compiled = compiled
+        self._weights = weights  # OpenVINO may keep using the weights' memory in place
         self._local = threading.local()  # an infer request is not thread-safe: one per thread
 
     def run_checked(self, arrays: dict[str, np.ndarray], outputs: list[str]) -> dict[str, np.ndarray]:
@@ -71,9 +72,10 @@ class OpenVinoBackend:
         read = read or disk_reader(package)
         core = ov.Core()
         if spec.file.endswith(".xml"):  # OpenVINO IR: the graph, and its weights beside it
-            weights = np.frombuffer(read(spec.file[: -len(".xml")] + ".bin"), dtype=np.uint8)
-            model = core.read_model(read(spec.file).decode(), ov.Tensor(weights))
+            weights = ov.Tensor(np.frombuffer(read(spec.file[: -len(".xml")] + ".bin"), dtype=np.uint8))
+            model = core.read_model(read(spec.file).decode(), weights)
         else:  # ONNX, with any external data copied into the one buffer OpenVINO reads
-            model = core.read_model(inline_external_data(read(spec.file), spec.file, read))
+            weights = inline_external_data(read(spec.file), spec.file, read)
+            model = core.read_model(weights)
         compiled = core.compile_model(model, "CPU", compile_config(spec.precision, self.threads))
-        return OpenVinoModel(manifest, variant, device, compiled)
+        return OpenVinoModel(manifest, variant, device, compiled, (weights, model))
