@@ -18,7 +18,7 @@ from pathlib import Path
 
 from bushu.errors import BushuError, InvalidInput, NotFound
 from bushu.package.manifest import Encryption, Manifest
-from bushu.package.store import hash_files, read_manifest, staged_package, verify_package, write_manifest
+from bushu.package.store import hash_files, staged_package, verify_package, write_manifest
 
 KEY_ENV = "BUSHU_KEY"
 NONCE_BYTES = 12
