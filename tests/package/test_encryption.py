@@ -11,7 +11,8 @@ from typer.testing import CliRunner
 import bushu
 from bushu.cli import app
 from bushu.package import read_manifest, verify_package
-from bushu.package.encryption import DecryptionKeyError, encrypt_package, generate_key, key_id, load_key
+from bushu.errors import IntegrityError
+from bushu.package.encryption import DecryptionKeyError, decrypt, encrypt_package, generate_key, key_id, load_key
 from fixtures.files import flip_byte
 
 
@@ -63,11 +64,23 @@ def test_a_key_from_the_environment_works(encrypted, key, monkeypatch, rng):
     assert bushu.load(encrypted).infer({"x": np.zeros((1, 6), np.float32)})["output"].shape == (1, 3)
 
 
-def test_swapped_or_altered_ciphertext_fails_authentication(encrypted, key, tmp_path):
+def test_altered_ciphertext_is_refused_before_decryption_even_unverified(encrypted, key, tmp_path):
+    """The bytes are hashed as they are read, so `verify=False` skips only the files not loaded."""
     pkg = shutil.copytree(encrypted, tmp_path / "p")
     flip_byte(pkg / "model.onnx", 40)
-    with pytest.raises(DecryptionKeyError, match="decryption failed"):
+    with pytest.raises(IntegrityError, match="model.onnx: contents changed"):
         bushu.load(pkg, key=load_key(key), verify=False)
+
+
+def test_swapped_or_altered_ciphertext_fails_authentication(encrypted, key):
+    manifest = read_manifest(encrypted)
+    stored = (encrypted / "model.onnx").read_bytes()
+    altered = stored[:40] + bytes([stored[40] ^ 1]) + stored[41:]
+    with pytest.raises(DecryptionKeyError, match="decryption failed"):
+        decrypt(manifest, "model.onnx", altered, load_key(key))
+    weights = (encrypted / "source/weights.safetensors").read_bytes()
+    with pytest.raises(DecryptionKeyError, match="encrypted for another path"):
+        decrypt(manifest, "model.onnx", weights, load_key(key))
 
 
 def test_loading_writes_no_plaintext_anywhere(encrypted, tiny_package, key, rng):

@@ -87,9 +87,10 @@ def test_the_pytorch_variant_is_served(multi, images):
 def test_errors(multi, tiny_package, tmp_path):
     with pytest.raises(BushuError, match="no CUDA device"):
         bushu.load(multi, "torch-fp32", device="cuda")
-    broken = with_variants(tiny_package, tmp_path / "broken", torch=torch_variant())
+    broken = shutil.copytree(tiny_package, tmp_path / "broken")
     manifest = read_manifest(broken)
     write_manifest(broken, manifest.model_copy(update={
+        "variants": {**manifest.variants, "torch": torch_variant()},
         "provenance": manifest.provenance.model_copy(update={"source": "fixtures.tiny:TinyGRU"})}))
     with pytest.raises(PackageError, match="weights do not fit fixtures.tiny:TinyGRU"):
         bushu.load(broken, "torch")

@@ -1,4 +1,9 @@
-"""Existing ONNX files: check them and read their input/output signature from the graph."""
+"""Existing ONNX files: check them and read their input/output signature from the graph.
+
+Third-party exporters name dynamic dims as they please: a real name (`batch`) is one axis
+wherever it appears, while `?`, an empty name or no name at all says only "dynamic", so each
+such dim becomes an axis of its own.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,7 @@ from pathlib import Path
 
 from bushu.errors import PackageError
 from bushu.package.manifest import TensorSpec
+from bushu.runtime.base import ANONYMOUS_DIMS
 from bushu.runtime.dtypes import onnx_elem_to_v2
 
 
@@ -25,7 +31,8 @@ def _specs(values, initializers: set[str]) -> list[TensorSpec]:
                 dims.append(None)
             else:
                 shape.append(-1)
-                dims.append(dim.dim_param or f"{value.name}_dim{i}")
+                named = dim.dim_param if dim.dim_param not in ANONYMOUS_DIMS else ""
+                dims.append(named or f"{value.name}_dim{i}")
         specs.append(
             TensorSpec(
                 name=value.name,
@@ -48,3 +55,15 @@ def onnx_signature(path: Path) -> tuple[list[TensorSpec], list[TensorSpec]]:
         raise PackageError(f"{path}: not a valid ONNX model: {exc}") from None
     initializers = {init.name for init in model.graph.initializer}
     return _specs(model.graph.input, initializers), _specs(model.graph.output, set())
+
+
+def external_data_files(path: Path) -> list[str]:
+    """The files beside `path` that hold its external data, as locations relative to its folder."""
+    from bushu.runtime.onnx_data import external_locations
+
+    locations = external_locations(path.read_bytes(), path.name)
+    for location in locations:
+        data = path.parent / location
+        if not data.is_file() or not data.resolve().is_relative_to(path.parent.resolve()):
+            raise PackageError(f"{path}: its external data {location!r} is not a file beside it")
+    return locations

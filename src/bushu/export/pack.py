@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import Any
 
 import bushu
-from bushu.errors import InvalidInput
-from bushu.export.onnx_file import onnx_signature
+from bushu.errors import InvalidInput, NotFound
+from bushu.export.onnx_file import external_data_files, onnx_signature
 from bushu.export.torch_onnx import DEFAULT_TOLERANCE, EXPORTERS, export_module
 from bushu.package.manifest import MANIFEST_NAME, Manifest, Provenance, Step, TensorSpec, Variant
 from bushu.package.store import hash_files, sha256_file, staged_package, write_manifest
@@ -30,11 +30,21 @@ def pack_onnx(
     labels: Sequence[str] | None = None,
     force: bool = False,
 ) -> Manifest:
-    """Package an existing ONNX file unchanged; its signature is read from the graph."""
+    """Package an existing ONNX file unchanged, with any external data files it names; its
+    signature is read from the graph."""
     src = Path(source)
+    if not src.is_file():
+        raise NotFound(f"{src}: no such ONNX file")
     inputs, outputs = onnx_signature(src)
+    data_files = external_data_files(src)
+    clash = [f for f in data_files if f in (MODEL_FILE, MANIFEST_NAME)]
+    if clash:
+        raise InvalidInput(f"{src}: its external data file {clash[0]!r} would clash with the package's own files")
     with staged_package(out, force=force) as staging:
         shutil.copyfile(src, staging / MODEL_FILE)
+        for location in data_files:  # beside the graph, where its locations point
+            (staging / location).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(src.parent / location, staging / location)
         manifest = Manifest(
             name=name or _name_from(src.stem),
             version=version,

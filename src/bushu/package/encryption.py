@@ -18,7 +18,7 @@ from pathlib import Path
 
 from bushu.errors import BushuError, InvalidInput, NotFound
 from bushu.package.manifest import Encryption, Manifest
-from bushu.package.store import hash_files, read_manifest, staged_package, verify_package, write_manifest
+from bushu.package.store import hash_files, staged_package, verify_package, write_manifest
 
 KEY_ENV = "BUSHU_KEY"
 NONCE_BYTES = 12
@@ -103,9 +103,8 @@ def encrypt_package(source: Path, out: Path, key: bytes, *, force: bool = False)
         return write_manifest(staging, Manifest.model_validate(encrypted.model_dump()))
 
 
-def read_file(root: Path, manifest: Manifest, rel: str, key: bytes | None) -> bytes:
-    """A package file's plaintext, decrypted in memory when the manifest says it is encrypted."""
-    data = (root / rel).read_bytes()
+def decrypt(manifest: Manifest, rel: str, data: bytes, key: bytes | None) -> bytes:
+    """Package file `rel`'s plaintext from its bytes `data` as stored (unchanged if not encrypted)."""
     if manifest.encryption is None or rel not in manifest.encryption.files:
         return data
     wanted = manifest.encryption.key_id
@@ -121,4 +120,3 @@ def read_file(root: Path, manifest: Manifest, rel: str, key: bytes | None) -> by
         return _aead(key).decrypt(data[:NONCE_BYTES], data[NONCE_BYTES:], rel.encode())
     except InvalidTag:
         raise DecryptionKeyError(f"{rel}: decryption failed; the file was altered or encrypted for another path") from None
-

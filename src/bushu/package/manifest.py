@@ -8,6 +8,8 @@ its own canonical form, so a changed byte anywhere in the package is detected.
 from __future__ import annotations
 
 import hashlib
+import re
+import sys
 from datetime import datetime, timezone
 from typing import Any, Literal
 
@@ -67,11 +69,26 @@ class TensorSpec(_Strict):
         return list(self.dims) if self.dims is not None else [None] * len(self.shape)
 
 
+#: The params that name package files, by step kind; beyond these, any param called `file`
+#: or `path`, or ending in `_file` or `_path`, names one too.
+STEP_FILE_PARAMS: dict[str, tuple[str, ...]] = {
+    "tokenize": ("vocab",),
+    "hf_tokenize": ("file",),
+    "top_k_unseen": ("seen",),
+}
+
+
 class Step(_Strict):
     """One pre- or post-processing step, by kind, with its parameters."""
 
     kind: str = Field(min_length=1)
     params: dict[str, Any] = Field(default_factory=dict)
+
+    def file_params(self) -> dict[str, Any]:
+        """The params that name package files (their values must be listed package paths)."""
+        named = STEP_FILE_PARAMS.get(self.kind, ())
+        return {key: value for key, value in self.params.items()
+                if key in named or key in ("file", "path") or key.endswith(("_file", "_path"))}
 
 
 class Variant(_Strict):
@@ -111,7 +128,26 @@ class Encryption(_Strict):
 
 def _is_safe_relative(path: str) -> bool:
     parts = path.replace("\\", "/").split("/")
-    return bool(path) and not path.startswith("/") and ".." not in parts and "" not in parts
+    return bool(path) and not path.startswith("/") and ".." not in parts and "" not in parts and "." not in parts
+
+
+_MODULE_REF = re.compile(r"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*:[A-Za-z_]\w*")
+
+
+def module_ref_problem(ref: str) -> str | None:
+    """Why `ref` cannot be the module class a manifest rebuilds its model from (None if it can).
+
+    A manifest is data: what it names is imported from the installed packages, never from a
+    file path or the current directory, and never from the standard library, which holds no
+    `torch.nn.Module` but does hold `os:system` and `subprocess:Popen`.
+    """
+    if not _MODULE_REF.fullmatch(ref) or ref.split(":")[0].endswith(".py"):
+        return ("expected an importable module and class, package.module:Class "
+                "(a file path such as model.py:Net is for `bushu pack` only)")
+    top = ref.split(":")[0].split(".")[0]
+    if top in sys.stdlib_module_names or top == "__main__":
+        return f"{top!r} is part of Python itself, not a module that defines a torch.nn.Module"
+    return None
 
 
 class Manifest(_Strict):
@@ -151,6 +187,20 @@ class Manifest(_Strict):
         for key, variant in self.variants.items():
             if variant.file not in self.files:
                 raise ValueError(f"variant {key!r} runs {variant.file!r}, which is not listed in files")
+            weights = variant.file[: -len(".xml")] + ".bin"
+            if variant.backend == "openvino" and variant.file.endswith(".xml") and weights not in self.files:
+                raise ValueError(f"variant {key!r} runs OpenVINO IR {variant.file!r}, whose weights {weights!r} "
+                                 "are not listed in files")
+            if variant.backend == "pytorch" and (problem := module_ref_problem(self.provenance.source)):
+                raise ValueError(f"variant {key!r} runs on PyTorch, which builds the model from provenance.source "
+                                 f"{self.provenance.source!r}: {problem}")
+        for where, steps in (("preprocessing", self.preprocessing), ("postprocessing", self.postprocessing)):
+            for i, step in enumerate(steps):
+                for param, path in step.file_params().items():
+                    if not isinstance(path, str) or not _is_safe_relative(path) or path not in self.files:
+                        raise ValueError(
+                            f"{where} step {i} ({step.kind}) names {path!r} in params.{param}: a step may only "
+                            "name a file of the package, by a relative path listed in files")
         if self.encryption is not None:
             unlisted = [f for f in self.encryption.files if f not in self.files]
             if unlisted:

@@ -10,7 +10,7 @@ import hashlib
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -60,14 +60,22 @@ def read_manifest(directory: str | os.PathLike[str]) -> Manifest:
     return manifest
 
 
-def verify_package(directory: str | os.PathLike[str]) -> Manifest:
-    """Re-hash every listed file; raise `IntegrityError` naming each one that changed."""
-    root = Path(directory)
-    manifest = read_manifest(root)
+def check_inside(root: Path, rel: str) -> Path:
+    """`root / rel`, refused when it resolves outside the package folder (a link out of it)."""
+    path = root / rel
+    if not path.resolve().is_relative_to(root.resolve()):
+        raise PackageError(f"{root}: {rel} resolves outside the package folder; refusing to read it")
+    return path
+
+
+def verify_files(root: Path, manifest: Manifest, skip: Collection[str] = ()) -> None:
+    """Re-hash every listed file but those in `skip`; raise `IntegrityError` naming each that changed."""
     problems: list[str] = []
     bad: list[str] = []
     for rel, expected in sorted(manifest.files.items()):
-        path = root / rel
+        if rel in skip:
+            continue
+        path = check_inside(root, rel)
         if not path.is_file():
             problems.append(f"{rel}: missing")
             bad.append(rel)
@@ -76,6 +84,13 @@ def verify_package(directory: str | os.PathLike[str]) -> Manifest:
             bad.append(rel)
     if problems:
         raise IntegrityError(f"{root}: verification failed:\n  " + "\n  ".join(problems), files=bad)
+
+
+def verify_package(directory: str | os.PathLike[str]) -> Manifest:
+    """Re-hash every listed file; raise `IntegrityError` naming each one that changed."""
+    root = Path(directory)
+    manifest = read_manifest(root)
+    verify_files(root, manifest)
     return manifest
 
 

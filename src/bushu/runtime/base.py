@@ -18,8 +18,17 @@ from bushu.package.manifest import Manifest, TensorSpec
 from bushu.runtime.dtypes import numpy_dtype, v2_datatype
 
 
-#: Reads a package file by relative path, decrypted (see `package.encryption.read_file`).
+#: Reads a package file by relative path, decrypted (see `package.files.PackageFiles.read`).
 FileReader = Callable[[str], bytes]
+
+#: Dynamic-axis names that name nothing: some exporters write `?` (or nothing) for every
+#: dynamic dim, and such axes are independent of one another.
+ANONYMOUS_DIMS = frozenset({"?", ""})
+
+
+def disk_reader(package: Path) -> FileReader:
+    """Reads files straight from `package`: for a package still being built (not hashed yet)."""
+    return lambda rel: (package / rel).read_bytes()
 
 
 def check_inputs(specs: Sequence[TensorSpec], inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -55,7 +64,7 @@ def check_inputs(specs: Sequence[TensorSpec], inputs: Mapping[str, np.ndarray]) 
                 f"input {spec.name!r}: expected shape {spec.shape} (-1 = any), got {list(array.shape)}"
             )
         for dim_name, got in zip(spec.dim_names(), array.shape):
-            if dim_name is None:
+            if dim_name is None or dim_name in ANONYMOUS_DIMS:
                 continue
             if dim_name in axis_sizes and axis_sizes[dim_name][0] != got:
                 size, other = axis_sizes[dim_name]
@@ -113,8 +122,9 @@ class Model(ABC):
 class Backend(Protocol):
     """Loads a variant of a package; one implementation per runtime.
 
-    When the package is encrypted, `read` gives a package file's plaintext (by relative path):
-    the backend must load from those bytes and never write them to disk.
+    `read` gives a package file's plaintext by relative path, checked against its hash
+    (`disk_reader` when none is given): the backend loads from those bytes, never from the
+    file again, and never writes them to disk.
     """
 
     name: str

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import functools
 import os
 from pathlib import Path
 
 from bushu.errors import NotFound
-from bushu.package.encryption import load_key, read_file
-from bushu.package.store import read_manifest, verify_package
+from bushu.package.encryption import load_key
+from bushu.package.files import PackageFiles
+from bushu.package.store import read_manifest
 from bushu.runtime.base import Backend, Model
 
 
@@ -43,19 +43,25 @@ def load(
 ) -> Model:
     """Load a package's variant (the manifest's default when none is named).
 
-    With `verify` (the default) every file is re-hashed first: a package that changed since it
-    was written is refused rather than run. `threads` caps the backend's intra-op threads.
-    An encrypted package needs `key` (or $BUSHU_KEY); it is decrypted in memory only.
+    Every file the backend loads is read once, checked against its hash and decrypted in
+    memory, and those bytes are what it runs. With `verify` (the default) every other file is
+    re-hashed too, before the backend starts: a package that changed since it was written is
+    refused rather than run. `threads` caps the backend's intra-op threads. An encrypted
+    package needs `key` (or $BUSHU_KEY).
     """
     root = Path(directory)
-    manifest = verify_package(root) if verify else read_manifest(root)
+    manifest = read_manifest(root)
     name = variant or manifest.default_variant
     if name not in manifest.variants:
         raise NotFound(f"variant {name!r} not in package {manifest.name}; it has {sorted(manifest.variants)}")
     chosen = manifest.variants[name]
-    read = None
-    if manifest.encryption is not None:
-        key = key if key is not None else load_key()
-        read = functools.partial(read_file, root, manifest, key=key)
-        read(chosen.file)  # a missing or wrong key fails here, naming the key id, before any backend runs
-    return backend_for(chosen.backend, threads).load(root, manifest, name, device or chosen.device, read)
+    if manifest.encryption is not None and key is None:
+        key = load_key()
+    files = PackageFiles(root, manifest, key)
+    files.read(chosen.file)  # a changed file or a missing or wrong key fails here, before any backend runs
+    if verify:
+        files.verify_unread()
+    try:
+        return backend_for(chosen.backend, threads).load(root, manifest, name, device or chosen.device, files.read)
+    finally:
+        files.release()

@@ -15,7 +15,8 @@ import numpy as np
 
 from bushu.errors import BushuError, PackageError
 from bushu.package.manifest import Manifest
-from bushu.runtime.base import FileReader, Model
+from bushu.runtime.base import FileReader, Model, disk_reader
+from bushu.runtime.onnx_data import add_external_data
 
 
 def session_options(threads: int | None = None):  # -> onnxruntime.SessionOptions
@@ -53,9 +54,11 @@ def providers_for(device: str, provider: str = "CUDAExecutionProvider",
 
 
 class OnnxRuntimeModel(Model):
-    def __init__(self, manifest: Manifest, variant: str, device: str, session) -> None:
+    def __init__(self, manifest: Manifest, variant: str, device: str, session,
+                 external: list[np.ndarray] | None = None) -> None:
         super().__init__(manifest, variant, device)
         self._session = session
+        self._external = external  # the session may use these buffers in place
 
     def run_checked(self, arrays: dict[str, np.ndarray], outputs: list[str]) -> dict[str, np.ndarray]:
         return dict(zip(outputs, self._session.run(outputs, arrays)))
@@ -73,13 +76,15 @@ class OnnxRuntimeBackend:
         import onnxruntime as ort
 
         chosen = manifest.variants[variant]
-        file = chosen.file
-        source = read(file) if read is not None else str(package / file)
+        read = read or disk_reader(package)
+        model_bytes = read(chosen.file)
+        options = session_options(self.threads)
+        external = add_external_data(options, model_bytes, chosen.file, read)
         providers = providers_for(device, chosen.options.get("provider", "CUDAExecutionProvider"),
                                   chosen.options.get("provider_options"))
         try:
-            session = ort.InferenceSession(source, sess_options=session_options(self.threads), providers=providers)
+            session = ort.InferenceSession(model_bytes, sess_options=options, providers=providers)
         except Exception as exc:  # onnxruntime's own error types; a file it cannot load is the package's fault
             first = next((ln for ln in str(exc).splitlines() if ln.strip()), type(exc).__name__)
-            raise PackageError(f"{manifest.name}: onnxruntime cannot load {manifest.variants[variant].file}: {first}") from None
-        return OnnxRuntimeModel(manifest, variant, device, session)
+            raise PackageError(f"{manifest.name}: onnxruntime cannot load {chosen.file}: {first}") from None
+        return OnnxRuntimeModel(manifest, variant, device, session, external)

@@ -15,7 +15,8 @@ import numpy as np
 
 from bushu.errors import BushuError
 from bushu.package.manifest import Manifest
-from bushu.runtime.base import FileReader, Model
+from bushu.runtime.base import FileReader, Model, disk_reader
+from bushu.runtime.onnx_data import inline_external_data
 
 INSTALL_HINT = "the OpenVINO backend needs the openvino package: pip install 'bushu[optimize]'"
 
@@ -41,9 +42,10 @@ def compile_config(precision: str, threads: int | None = None) -> dict[str, obje
 
 
 class OpenVinoModel(Model):
-    def __init__(self, manifest: Manifest, variant: str, device: str, compiled) -> None:
+    def __init__(self, manifest: Manifest, variant: str, device: str, compiled, weights: object = None) -> None:
         super().__init__(manifest, variant, device)
         self._compiled = compiled
+        self._weights = weights  # OpenVINO may keep using the weights' memory in place
         self._local = threading.local()  # an infer request is not thread-safe: one per thread
 
     def run_checked(self, arrays: dict[str, np.ndarray], outputs: list[str]) -> dict[str, np.ndarray]:
@@ -67,11 +69,13 @@ class OpenVinoBackend:
             raise BushuError(f"the OpenVINO backend runs on 'cpu' only, not {device!r}", status=503)
         ov = _openvino()
         spec = manifest.variants[variant]
+        read = read or disk_reader(package)
         core = ov.Core()
-        if read is None:
-            model = core.read_model(str(package / spec.file))
-        else:  # encrypted: the IR and its weights go to OpenVINO from memory
-            weights = np.frombuffer(read(str(Path(spec.file).with_suffix(".bin"))), dtype=np.uint8)
-            model = core.read_model(read(spec.file).decode(), ov.Tensor(weights))
+        if spec.file.endswith(".xml"):  # OpenVINO IR: the graph, and its weights beside it
+            weights = ov.Tensor(np.frombuffer(read(spec.file[: -len(".xml")] + ".bin"), dtype=np.uint8))
+            model = core.read_model(read(spec.file).decode(), weights)
+        else:  # ONNX, with any external data copied into the one buffer OpenVINO reads
+            weights = inline_external_data(read(spec.file), spec.file, read)
+            model = core.read_model(weights)
         compiled = core.compile_model(model, "CPU", compile_config(spec.precision, self.threads))
-        return OpenVinoModel(manifest, variant, device, compiled)
+        return OpenVinoModel(manifest, variant, device, compiled, (weights, model))

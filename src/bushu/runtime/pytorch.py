@@ -25,7 +25,7 @@ import numpy as np
 
 from bushu.errors import BushuError, PackageError
 from bushu.package.manifest import Manifest
-from bushu.runtime.base import FileReader, Model
+from bushu.runtime.base import FileReader, Model, disk_reader
 
 T = TypeVar("T")
 PRECISIONS = ("fp32", "bf16", "fp16")
@@ -138,17 +138,17 @@ class PyTorchBackend:
         import torch
         from safetensors.torch import load as load_bytes
 
-        from bushu.export.source import import_class
+        from bushu.export.source import instantiate, module_class
 
         chosen = manifest.variants[variant]
-        if not manifest.provenance.source or ":" not in manifest.provenance.source:
-            raise PackageError(f"{manifest.name}: the PyTorch backend needs the module class in provenance.source")
+        source = manifest.provenance.source
+        cls = module_class(source)  # checked before anything a manifest names is called
         if self.threads:
             torch.set_num_threads(self.threads)
         device = resolve_device(device)
         kwargs = {**manifest.provenance.source_kwargs, **chosen.options.get("kwargs", {})}
-        module = import_class(manifest.provenance.source)(**kwargs)
-        state = load_bytes(read(chosen.file) if read is not None else (package / chosen.file).read_bytes())
+        module = instantiate(cls, source, kwargs)
+        state = load_bytes((read or disk_reader(package))(chosen.file))
         try:
             module.load_state_dict(state, strict=True)
         except RuntimeError as exc:

@@ -20,6 +20,7 @@ import numpy as np
 
 from bushu.errors import InvalidInput, PackageError
 from bushu.package.manifest import Manifest, Step
+from bushu.runtime.base import FileReader, disk_reader
 
 STEP_KIND = "tokenize"
 PAD, UNK, URL, USER = "<pad>", "<unk>", "<url>", "<user>"
@@ -95,22 +96,23 @@ class Tokenizer:
         })
 
     @classmethod
-    def from_step(cls, step: Step, root: str | Path) -> Tokenizer:
-        """The tokenizer a package declares; `root` is the package directory holding the vocabulary."""
+    def from_step(cls, step: Step, root: str | Path | FileReader) -> Tokenizer:
+        """The tokenizer a package declares; `root` is the package directory holding the
+        vocabulary, or a reader of the package's files (`PackageFiles.read`: hashed bytes)."""
         fixed = {"lowercase": True, "pad_id": 0, "unk_id": 1}
         differ = {k: step.params.get(k) for k, v in fixed.items() if step.params.get(k, v) != v}
         if differ:
             raise PackageError(f"tokenize step asks for {differ}; this version of bushu implements {fixed}")
-        path = Path(root) / step.params["vocab"]
+        read = root if callable(root) else disk_reader(Path(root))
         try:
-            vocab = json.loads(path.read_text(encoding="utf-8"))
+            vocab = json.loads(read(step.params["vocab"]).decode("utf-8"))
         except (OSError, ValueError) as exc:
-            raise PackageError(f"cannot read the vocabulary {path}: {exc}") from None
+            raise PackageError(f"cannot read the vocabulary {step.params['vocab']}: {exc}") from None
         return cls(tuple(vocab), max_length=step.params["max_length"], pattern=step.params["pattern"],
                    input=step.params.get("input", "ids"))
 
     @classmethod
-    def from_manifest(cls, manifest: Manifest, root: str | Path) -> Tokenizer:
+    def from_manifest(cls, manifest: Manifest, root: str | Path | FileReader) -> Tokenizer:
         steps = [s for s in manifest.preprocessing if s.kind == STEP_KIND]
         if len(steps) != 1:
             raise PackageError(f"package {manifest.name} declares {len(steps)} tokenize steps, expected one")

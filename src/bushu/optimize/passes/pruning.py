@@ -22,11 +22,12 @@ PRUNED = "pruned-fp32"
 
 def _module(ctx: BuildContext):  # -> torch.nn.Module | str (why not)
     from bushu.export.source import build_module
+    from bushu.package.manifest import module_ref_problem
 
     provenance = ctx.manifest.provenance
-    if not provenance.weights_file or ":" not in provenance.source:
-        return "the package has no PyTorch source module and weights to prune"
-    return build_module(provenance.source, ctx.staging / provenance.weights_file, {})
+    if not provenance.weights_file or module_ref_problem(provenance.source):
+        return "the package has no PyTorch source module (an importable module:Class) and weights to prune"
+    return build_module(provenance.source, ctx.staging / provenance.weights_file, {}, from_manifest=True)
 
 
 def _finetune(module, train, epochs: int, seed: int) -> None:

@@ -10,6 +10,7 @@ drift from the verified source. Its fidelity is measured like every other varian
 from __future__ import annotations
 
 from bushu.optimize.passes import BuildContext, Candidate, Outcome, Skipped
+from bushu.package.manifest import module_ref_problem
 
 FAMILIES = ("pytorch", "pytorch-compile")
 
@@ -42,10 +43,11 @@ def build(ctx: BuildContext) -> list[Outcome]:
     if not wanted:
         return []
     provenance = ctx.manifest.provenance
-    if not provenance.weights_file or ":" not in provenance.source:
+    if not provenance.weights_file or module_ref_problem(provenance.source):
         return [Skipped(f"torch ({family})", family, "the package holds no PyTorch source: it needs the module class "
-                                                     "(provenance.source) and its safetensors weights, as "
-                                                     "`bushu pack --module` writes them") for family in wanted]
+                                                     "(provenance.source, an importable module:Class) and its "
+                                                     "safetensors weights, as `bushu pack --module` writes them")
+                for family in wanted]
     device = ctx.config.target
     outcomes: list[Outcome] = []
     for precision in ("fp32", "bf16", "fp16"):
