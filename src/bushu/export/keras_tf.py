@@ -23,7 +23,7 @@ import numpy as np
 from bushu.errors import InvalidInput, PackageError
 from bushu.export.convert import Converter, Source
 from bushu.package.manifest import TensorSpec
-from bushu.runtime.dtypes import v2_datatype
+from bushu.runtime.dtypes import numpy_dtype, v2_datatype
 
 OPSET = 17
 KERAS_SUFFIXES = (".keras", ".h5", ".hdf5")
@@ -96,6 +96,8 @@ def keras_source(path: Path) -> tuple[Source, list[Converter]]:
         return {name: _numpy(value) for name, value in zip(outputs, flat)}
 
     def keras_export(target: Path) -> None:
+        # Keras exports only a model that has been called once (a loaded .h5 has not)
+        run({s.name: np.zeros([1 if d == -1 else d for d in s.shape], dtype=numpy_dtype(s.datatype)) for s in inputs})
         with quiet():
             model.export(str(target), format="onnx", verbose=False)
 
@@ -106,7 +108,7 @@ def keras_source(path: Path) -> tuple[Source, list[Converter]]:
         with quiet():
             tf2onnx.convert.from_keras(model, input_signature=signature, opset=OPSET, output_path=str(target))
 
-    source = Source("keras", keras.__version__ + f" (tensorflow {tf.__version__})", inputs, outputs, run, [path])
+    source = Source("keras", f"keras {keras.__version__} (tensorflow {tf.__version__})", inputs, outputs, run, [path])
     return source, [Converter("keras-export", keras_export), Converter("tf2onnx", tf2onnx_keras)]
 
 
@@ -141,7 +143,7 @@ def saved_model_source(path: Path) -> tuple[Source, list[Converter]]:
         _order_outputs(target, outputs)
 
     files = sorted(p for p in path.rglob("*") if p.is_file())
-    return Source("tensorflow", tf.__version__, inputs, outputs, run, files), [Converter("tf2onnx", tf2onnx_saved_model)]
+    return Source("tensorflow", f"tensorflow {tf.__version__}", inputs, outputs, run, files), [Converter("tf2onnx", tf2onnx_saved_model)]
 
 
 def _order_outputs(path: Path, names: list[str]) -> None:

@@ -41,7 +41,8 @@ def tflite_source(path: Path) -> tuple[Source, list[Converter]]:
     tf = import_tensorflow()
     try:
         with quiet():
-            interpreter = tf.lite.Interpreter(model_path=str(path))
+            # from bytes: that path runs the flatbuffer verifier (a truncated file from a path crashes)
+            interpreter = tf.lite.Interpreter(model_content=path.read_bytes())
             interpreter.allocate_tensors()
     except (ValueError, RuntimeError) as exc:
         raise PackageError(f"{path}: the TFLite interpreter cannot load it: {str(exc).splitlines()[0]}") from None
