@@ -69,5 +69,5 @@ def tflite_source(path: Path) -> tuple[Source, list[Converter]]:
         with quiet():
             tf2onnx.convert.from_tflite(str(path), opset=OPSET, output_path=str(target))
 
-    source = Source("tflite", f"tensorflow {tf.__version__}", inputs, outputs, run, [path])
+    source = Source("tflite", f"tensorflow {tf.__version__} (tf.lite.Interpreter)", inputs, outputs, run, [path])
     return source, [Converter("tf2onnx-tflite", tf2onnx_tflite)]

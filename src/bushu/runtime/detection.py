@@ -108,3 +108,33 @@ def ssd_detections(regressors: np.ndarray, classificators: np.ndarray, params: d
                               int(params.get("max_detections", 100)))
         results.append([{"box": box.tolist(), "score": score, "keypoints": kps.tolist()} for box, score, kps in merged])
     return results
+
+
+def place_detections(manifest: Any, images: Sequence[Any], results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Detections normalised to the letterboxed input → pixels of each original image.
+
+    `images` are what was sent (bytes, or PIL images for video frames); only their headers are
+    read for the size. Results without detections pass through unchanged.
+    """
+    letterbox = next((s.params for s in manifest.preprocessing if s.kind == "letterbox"), None)
+    if letterbox is None or not any("detections" in r for r in results):
+        return results
+    from bushu.runtime.processing import image_size, letterbox_to_image
+
+    names = next((s.params.get("keypoint_names") for s in manifest.postprocessing if s.kind == "ssd_detections"), None)
+    for image, result in zip(images, results):
+        size = image_size(image)
+        placed = []
+        for det in result.get("detections", []):
+            corners = letterbox_to_image(np.asarray(det["box"]).reshape(2, 2), size, letterbox["size"])
+            corners = np.clip(corners, 0, [size[0], size[1]])
+            points = letterbox_to_image(np.asarray(det["keypoints"]).reshape(-1, 2), size, letterbox["size"])
+            entry: dict[str, Any] = {"box": [round(float(v), 1) for v in corners.ravel()], "score": round(det["score"], 4)}
+            if len(points):
+                entry["landmarks"] = [
+                    {**({"name": names[j]} if names and j < len(names) else {}), "x": round(float(x), 1), "y": round(float(y), 1)}
+                    for j, (x, y) in enumerate(points)
+                ]
+            placed.append(entry)
+        result["detections"] = placed
+    return results
