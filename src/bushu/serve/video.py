@@ -24,7 +24,7 @@ VIDEO_TYPES = ("video/", "application/x-matroska")
 #: Frames per model request: enough to batch well, few enough to answer early.
 CHUNK = 16
 #: Chunks in the model at once while the next one decodes.
-IN_FLIGHT = 2
+IN_FLIGHT = 3
 
 
 def is_video(content_type: str) -> bool:
