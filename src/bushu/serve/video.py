@@ -47,7 +47,10 @@ class VideoFrames:
     """The sampled frames of one video in memory, as (index, seconds, PIL image), read in chunks."""
 
     def __init__(self, data: bytes, fps: float | None, max_seconds: float) -> None:
-        import av
+        try:
+            import av
+        except ImportError:
+            raise BushuError("this server cannot decode video: pip install 'bushu[video]' (PyAV)", status=415) from None
 
         self.max_seconds = max_seconds
         try:
