@@ -80,8 +80,8 @@ def weighted_nms(boxes: np.ndarray, scores: np.ndarray, points: np.ndarray, iou_
     out: list[tuple[np.ndarray, float, np.ndarray]] = []
     while order.size and len(out) < max_detections:
         overlaps = iou(boxes[order[0]], boxes[order])
+        overlaps[0] = 1.0  # a box always covers itself, even a degenerate one of no area
         group = order[overlaps > iou_threshold]
-        group = group if group.size else order[:1]
         weights = scores[group][:, None]
         total = float(weights.sum())
         box = (boxes[group] * weights).sum(axis=0) / total

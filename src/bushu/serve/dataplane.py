@@ -92,7 +92,7 @@ class DataPlane:
                     max_seconds: float) -> AsyncIterator[dict[str, Any]]:
         """Open a video (400/413 now, before any answer) and return its per-frame answers (`serve.video`)."""
         frames, first = await open_video(data, fps, max_seconds)
-        return frame_answers(model, frames, first)
+        return frame_answers(model, frames, first, self.predict)
 
     def repository_index(self) -> list[dict[str, str]]:
         return self.repository.index()

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import io
 from collections import deque
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
 from bushu.errors import BushuError, InvalidInput
@@ -116,8 +116,14 @@ async def open_video(data: bytes, fps: float | None, max_seconds: float) -> tupl
     return frames, first
 
 
-async def frame_answers(model: Any, frames: VideoFrames, first: list) -> AsyncIterator[dict[str, Any]]:
-    """One answer per sampled frame, in order; an error ends the stream with an `error` line."""
+Predict = Callable[[Any, NaturalRequest], Awaitable[list[dict[str, Any]]]]
+
+
+async def frame_answers(model: Any, frames: VideoFrames, first: list, run: Predict = predict) -> AsyncIterator[dict[str, Any]]:
+    """One answer per sampled frame, in order; an error ends the stream with an `error` line.
+
+    `run` answers one chunk (the dataplane passes its counted `predict`, so chunks show in metrics).
+    """
     pending: deque[tuple[list, asyncio.Task]] = deque()
     chunk = first
     reading: asyncio.Future | None = None
@@ -125,7 +131,7 @@ async def frame_answers(model: Any, frames: VideoFrames, first: list) -> AsyncIt
         while True:
             if chunk:
                 request = NaturalRequest([image for _, _, image in chunk], batched=True)
-                pending.append((chunk, asyncio.ensure_future(predict(model, request))))
+                pending.append((chunk, asyncio.ensure_future(run(model, request))))
             while pending and (len(pending) >= IN_FLIGHT or not chunk or pending[0][1].done()):
                 done_chunk, task = pending.popleft()
                 for (index, seconds, _), answer in zip(done_chunk, await task):
