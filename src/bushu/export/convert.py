@@ -209,9 +209,14 @@ def convert_verified(source: Source, converters: Sequence[Converter], path: Path
             if fixed_batch(source.inputs):
                 dynamic = candidate.with_name("dynamic.onnx")
                 shutil.copyfile(candidate, dynamic)
-                if make_batch_dynamic(dynamic):
+                try:
+                    made = make_batch_dynamic(dynamic)
+                except Exception:  # an unusual graph: keep the batch as the source fixed it
+                    made = False
+                if made:
                     tries.append((with_batch_axis(source.inputs), row_by_row(source.run), "dynamic"))
             tries.append((list(source.inputs), source.run, "static"))
+            dynamic_miss: str | None = None
             for specs, run, kind in tries:
                 file = candidate.with_name("dynamic.onnx") if kind == "dynamic" else candidate
                 worst, miss = _measure(source, specs, run, file, tolerance, seed)
@@ -219,8 +224,12 @@ def convert_verified(source: Source, converters: Sequence[Converter], path: Path
                     _, outputs = onnx_signature(file)
                     path.parent.mkdir(parents=True, exist_ok=True)
                     shutil.move(str(file), path)
-                    notes = ["batch axis made dynamic"] if kind == "dynamic" else []
+                    notes = ["batch axis made dynamic"] if kind == "dynamic" else (
+                        [f"batch fixed at 1 as in the source (a dynamic batch did not verify: {dynamic_miss})"]
+                        if dynamic_miss else [])
                     return ExportResult(converter.name, worst, list(specs), _batch_first(outputs, specs), notes)
+                if kind == "dynamic":
+                    dynamic_miss = miss
                 failures.append(f"{converter.name}{' (dynamic batch)' if kind == 'dynamic' else ''}: {miss}")
     raise ExportError(
         f"import refused: no converter reproduced the {source.framework} model\n  " + "\n  ".join(failures)
