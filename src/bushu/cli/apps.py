@@ -1,4 +1,4 @@
-"""`bushu train vision | text | recsys` and `bushu demo`: the application cases, trained and packaged."""
+"""`bushu train vision | text | recsys | face` and `bushu demo`: the application cases, trained and packaged."""
 
 from __future__ import annotations
 
@@ -84,6 +84,19 @@ def train_recsys(
               f"({trained.train_seconds:.1f} s training)")
     manifest = recsys.package(trained, output, force=force)
     out.print(f"packed [bold]{manifest.name}[/] → {output}")
+
+
+@train_app.command("face")
+@user_errors
+@cleans_up_on_sigterm
+def train_face(output: Output, force: Force = False) -> None:
+    """Package the pretrained BlazeFace face detector from mediapipe's wheel (imported from TFLite and
+    verified against the TFLite interpreter; nothing is trained)."""
+    from bushu.apps import face
+
+    manifest = face.package(output, force=force)
+    errors = ", ".join(f"{k} {v:.2e}" for k, v in manifest.variants[manifest.default_variant].max_rel_error.items())
+    out.print(f"packed [bold]{manifest.name}[/] → {output}  (verified against {manifest.provenance.framework_version}: {errors})")
 
 
 @app.command()

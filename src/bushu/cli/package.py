@@ -18,10 +18,12 @@ from bushu.errors import InvalidInput
 @user_errors
 @cleans_up_on_sigterm
 def pack(
-    source: Annotated[str, typer.Argument(help="a .onnx file, a transformers model directory, or module:Class "
-                                               "(or file.py:Class) of an nn.Module")],
+    source: Annotated[str, typer.Argument(help="a .onnx file, a Keras file (.keras/.h5), a SavedModel directory, a "
+                                               ".tflite file, a Caffe deploy.prototxt, a transformers model "
+                                               "directory, or module:Class (or file.py:Class) of an nn.Module")],
     output: Output,
-    weights: Annotated[Path | None, typer.Option(help="state dict (.pt/.pth via weights_only, or .safetensors)")] = None,
+    weights: Annotated[Path | None, typer.Option(help="state dict (.pt/.pth via weights_only, or .safetensors), "
+                                                      "or a Caffe .caffemodel")] = None,
     input: Annotated[list[str] | None, typer.Option("--input", help="NAME:DTYPE:SHAPE, e.g. image:FP32:batch,3,32,32")] = None,
     output_name: Annotated[list[str] | None, typer.Option("--output-name", help="name of each output, in order")] = None,
     name: Annotated[str | None, typer.Option(help="model name (default: from the source)")] = None,
@@ -33,11 +35,22 @@ def pack(
     max_length: Annotated[int | None, typer.Option(help="text packages: tokens per text at most")] = None,
     force: Force = False,
 ) -> None:
-    """Package a model: export and verify a PyTorch module or a transformers encoder, or take an ONNX file as it is."""
+    """Package a model: export and verify a PyTorch module, a transformers encoder, or a Keras, TensorFlow,
+    TFLite or Caffe model (verified against its own framework), or take an ONNX file as it is."""
     from bushu.export.hf import is_hf_directory
+    from bushu.export.importers import FRAMEWORKS
+    from bushu.export.pack import framework_of
 
     label_list = [x.strip() for x in labels.split(",")] if labels else None
-    if is_hf_directory(source):
+    framework = framework_of(Path(source))
+    if framework in FRAMEWORKS:
+        if input:
+            raise InvalidInput(f"--input applies to PyTorch sources; a {framework} model states its own inputs")
+        from bushu.export.importers import pack_imported
+
+        manifest = pack_imported(source, output, framework=framework, weights=weights, name=name, version=version,
+                                 task=task, labels=label_list, tolerance=tolerance, force=force)
+    elif is_hf_directory(source):
         if weights or input:
             raise InvalidInput("--weights and --input apply to PyTorch sources; a transformers directory has its own")
         from bushu.export.hf import pack_hf_encoder
@@ -88,7 +101,8 @@ def inspect(
     if as_json:
         sys.stdout.write(manifest.to_json().decode())
         return
-    out.print(f"[bold]{manifest.name}[/] v{manifest.version}  task={manifest.task}  framework={manifest.framework}")
+    made_with = f" ({manifest.provenance.framework_version})" if manifest.provenance.framework_version else ""
+    out.print(f"[bold]{manifest.name}[/] v{manifest.version}  task={manifest.task}  framework={manifest.framework}{made_with}")
     tensors = Table("", "name", "datatype", "shape", title="tensors")
     for kind, specs in (("input", manifest.inputs), ("output", manifest.outputs)):
         for s in specs:

@@ -139,6 +139,28 @@ def pack_module(
         return write_manifest(staging, manifest)
 
 
+def framework_of(path: Path) -> str | None:
+    """What a path holds, by its contents and name: onnx, keras, tensorflow (a SavedModel),
+    tflite, caffe — or None (a PyTorch `module:Class`, a transformers directory, nothing)."""
+    from bushu.export.caffe import is_caffe
+    from bushu.export.keras_tf import KERAS_SUFFIXES, is_saved_model
+    from bushu.export.tflite import is_tflite
+
+    if is_saved_model(path):
+        return "tensorflow"
+    if not path.is_file():
+        return None
+    if path.suffix == ".onnx":
+        return "onnx"
+    if path.suffix in KERAS_SUFFIXES:
+        return "keras"
+    if is_tflite(path):
+        return "tflite"
+    if is_caffe(path):
+        return "caffe"
+    return None
+
+
 def _is_inside(root: Path, path: Path) -> bool:
     return path.resolve().is_relative_to(root.resolve()) and path.resolve() != root.resolve()
 

@@ -114,6 +114,8 @@ class Provenance(_Strict):
     source_kwargs: dict[str, Any] = Field(default_factory=dict)
     source_sha256: str | None = None
     exporter: str | None = None
+    #: The source framework's version (and the reference that verified it), for imported models.
+    framework_version: str | None = None
     #: The source model's weights inside the package (safetensors), when it came from PyTorch.
     weights_file: str | None = None
 

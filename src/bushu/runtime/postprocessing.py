@@ -9,6 +9,9 @@ batch's raw outputs to named arrays:
 - `top_k` {k, scores}: `labels` (the manifest's labels, [batch, k]) and `scores` [batch, k].
 - `top_k_unseen` {k, scores, input, seen, n_users}: for each user id in `input`, the k
   best-scored items it has not seen — `items` INT64 [batch, k] and `item_scores` FP32 [batch, k].
+- `ssd_detections` {boxes, scores, input_size, strides, keypoints, ...}: anchor decoding and
+  non-maximum suppression (`runtime.detection`) — `detections`, per row a list of
+  {box, score, keypoints} normalised to the model's input.
 """
 
 from __future__ import annotations
@@ -54,7 +57,8 @@ class Postprocessor:
         self._root = Path(root) if root is not None else None
         self._seen: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         self._steps: list[tuple[Callable[[Arrays, dict[str, Any], Arrays], None], dict[str, Any]]] = []
-        known = {"softmax": self._softmax, "top_k": self._top_k, "top_k_unseen": self._top_k_unseen}
+        known = {"softmax": self._softmax, "top_k": self._top_k, "top_k_unseen": self._top_k_unseen,
+                 "ssd_detections": self._ssd_detections}
         for step in steps:
             if step.kind not in known:
                 raise PackageError(f"unknown post-processing step {step.kind!r}; known: {sorted(known)}")
@@ -106,6 +110,14 @@ class Postprocessor:
         order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
         state["items"] = order.astype(np.int64)
         state["item_scores"] = np.take_along_axis(scores, order, axis=1)
+
+    def _ssd_detections(self, state: Arrays, params: dict[str, Any], inputs: Arrays) -> None:
+        from bushu.runtime.detection import ssd_detections
+
+        found = ssd_detections(state[params.get("boxes", "regressors")], state[params.get("scores", "classificators")],
+                               params)
+        state["detections"] = np.empty(len(found), dtype=object)
+        state["detections"][:] = found
 
     def _load_seen(self, params: dict[str, Any]) -> None:
         if self._root is None:

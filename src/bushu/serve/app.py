@@ -27,6 +27,7 @@ from bushu.serve.auth import AccessControl
 from bushu.serve.codec import HEADER_LENGTH
 from bushu.serve.dataplane import DataPlane
 from bushu.serve.fast_infer import FastInfer, error_headers, infer_v2
+from bushu.serve.media import render_png, video_response
 from bushu.serve.metrics import ServerMetrics
 from bushu.serve.openapi import openapi_document
 from bushu.serve.predict import natural_inputs
@@ -87,8 +88,13 @@ def create_app(paths: list[Path], settings: ServeSettings | None = None, *, fast
         p = request.path_params
         body = await _read_body(request, settings.max_body_bytes)
         model = plane.lookup(p["model"], p.get("version"))
-        natural = natural_inputs(body, request.headers.get("content-type", ""))
+        content_type = request.headers.get("content-type", "")
+        if video := await video_response(plane, model, body, content_type, request.query_params, settings):
+            return video
+        natural = natural_inputs(body, content_type)
         results = await plane.predict(model, natural)
+        if request.query_params.get("render") == "png":
+            return render_png(natural.items[0], results[0])
         return _json({"predictions": results} if natural.batched else results[0])
 
     async def search_route(request: Request) -> Response:

@@ -7,7 +7,7 @@ HTTP routes (and later gRPC) only translate to and from these calls (MLServer's
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable
+from collections.abc import AsyncIterator, Awaitable
 from typing import Any, TypeVar
 
 import bushu
@@ -16,6 +16,7 @@ from bushu.serve.codec import InferRequest
 from bushu.serve.metrics import ServerMetrics
 from bushu.serve.predict import NaturalRequest, predict, search
 from bushu.serve.repository import LoadedModel, ModelRepository
+from bushu.serve.video import frame_answers, open_video
 
 T = TypeVar("T")
 _PLATFORM = {"onnxruntime": "onnxruntime_onnx", "openvino": "openvino", "pytorch": "pytorch_torchscript"}
@@ -86,6 +87,12 @@ class DataPlane:
     async def search(self, model: LoadedModel, body: bytes) -> dict[str, Any]:
         """Top-k of a posted corpus by cosine to a query (see `serve.predict.search`)."""
         return await self._counted(model, search(model, body))
+
+    async def video(self, model: LoadedModel, data: bytes, fps: float | None,
+                    max_seconds: float) -> AsyncIterator[dict[str, Any]]:
+        """Open a video (400/413 now, before any answer) and return its per-frame answers (`serve.video`)."""
+        frames, first = await open_video(data, fps, max_seconds)
+        return frame_answers(model, frames, first, self.predict)
 
     def repository_index(self) -> list[dict[str, str]]:
         return self.repository.index()

@@ -23,6 +23,7 @@ import orjson
 from bushu.errors import InvalidInput
 from bushu.package.manifest import Manifest
 from bushu.runtime import hf_text
+from bushu.runtime.detection import place_detections
 from bushu.runtime.postprocessing import Postprocessor, check_ids
 from bushu.runtime.processing import preprocess
 from bushu.runtime.text import STEP_KIND as TOKENIZE
@@ -112,6 +113,8 @@ class Predictor:
                 result.update(label=top[0]["label"], top_k=top)
             if "probabilities" in state and labels:
                 result["probabilities"] = {lb: float(p) for lb, p in zip(labels, state["probabilities"][i])}
+            if "detections" in state:
+                result["detections"] = state["detections"][i]
             if "items" in state:
                 result["items"] = [{"item": int(it), "score": float(s)}
                                    for it, s in zip(state["items"][i], state["item_scores"][i])]
@@ -127,7 +130,8 @@ async def predict(model: Any, request: NaturalRequest) -> list[dict[str, Any]]:
     inputs = await asyncio.to_thread(predictor.tensors, request)
     wanted = ["embedding"] if predictor.hf_step is not None else None  # not the hidden states
     outputs = await model.batcher.infer(inputs, wanted)
-    return predictor.answers(outputs, inputs, request.k)
+    results = predictor.answers(outputs, inputs, request.k)
+    return place_detections(predictor.manifest, request.items, results)
 
 
 async def search(model: Any, body: bytes) -> dict[str, Any]:

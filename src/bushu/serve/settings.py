@@ -19,6 +19,8 @@ class ServeSettings:
     timeout_s: float = 30.0
     #: Largest request body accepted; larger ones get 413.
     max_body_bytes: int = 64 * 1024 * 1024
+    #: Longest video the predict route decodes; longer ones get 413.
+    max_video_seconds: float = 600.0
     #: Intra-op threads per model instance (0: the runtime's default).
     threads: int = 0
     #: Public key every package must be signed with; unsigned or tampered packages are refused.
