@@ -22,6 +22,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from bushu.errors import BushuError
+from bushu.serve.access_log import AccessLog
 from bushu.serve.asgi import ClientGone, read_body
 from bushu.serve.auth import AccessControl
 from bushu.serve.codec import HEADER_LENGTH
@@ -162,8 +163,10 @@ def create_app(paths: list[Path], settings: ServeSettings | None = None, *, fast
         Route("/v2/openapi.json", openapi),
     ]
     guarded = bool(settings.tokens) or settings.anonymous_rate_per_s is not None
-    middleware = [Middleware(AccessControl, tokens=list(settings.tokens),
-                             anonymous_rate=settings.anonymous_rate_per_s)] if guarded else []
+    middleware = [Middleware(AccessLog)]  # outermost: it sees every answer, refusals included
+    if guarded:
+        middleware.append(Middleware(AccessControl, tokens=list(settings.tokens),
+                                     anonymous_rate=settings.anonymous_rate_per_s))
     if fast_infer:  # inside access control, ahead of the router
         middleware.append(Middleware(FastInfer, plane=plane, max_body_bytes=settings.max_body_bytes))
     app = Starlette(
