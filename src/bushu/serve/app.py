@@ -29,7 +29,7 @@ from bushu.serve.codec import HEADER_LENGTH
 from bushu.serve.dataplane import DataPlane
 from bushu.serve.fast_infer import FastInfer, error_headers, infer_v2
 from bushu.serve.metrics import ServerMetrics
-from bushu.serve.openapi import openapi_document
+from bushu.serve.openapi import model_doc, openapi_document
 from bushu.serve.predict import natural_inputs
 from bushu.serve.repository import ModelRepository
 from bushu.serve.settings import ServeSettings
@@ -113,7 +113,7 @@ def create_app(paths: list[Path], settings: ServeSettings | None = None, *, fast
         return Response(metrics.render(), media_type="text/plain; version=0.0.4")
 
     async def openapi(request: Request) -> Response:
-        return _json(openapi_document())
+        return _json(openapi_document(tuple(model_doc(m) for m in repository.loaded())))
 
     async def bushu_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, BushuError)
