@@ -49,6 +49,8 @@ class ModelDoc:
     natural: str | None = None  # "text", "user", "image" or None
     n_users: int | None = None
     embeddings: bool = False
+    #: Inputs that index an embedding, with how many rows it has (ids are 0 … rows − 1).
+    id_ranges: tuple[tuple[str, int], ...] = ()
 
 
 def model_doc(model: Any) -> ModelDoc:
@@ -56,11 +58,16 @@ def model_doc(model: Any) -> ModelDoc:
     predictor = model.predictor
     text = predictor.tokenizer is not None or predictor.hf_step is not None
     natural = "text" if text else "image" if predictor.images else "user" if predictor.users is not None else None
+    ranges = {}
+    if predictor.users is not None and "n_users" in predictor.users:
+        ranges[predictor.users["input"]] = int(predictor.users["n_users"])
+    if predictor.tokenizer is not None:
+        ranges[predictor.tokenizer.input] = len(predictor.tokenizer.vocab)
     return ModelDoc(
         name=model.name, version=model.version,
         inputs=tuple((s.name, s.datatype, tuple(s.shape)) for s in model.manifest.inputs),
         natural=natural, n_users=predictor.users.get("n_users") if predictor.users else None,
-        embeddings=predictor.hf_step is not None,
+        embeddings=predictor.hf_step is not None, id_ranges=tuple(ranges.items()),
     )
 
 
@@ -86,7 +93,9 @@ def _json_body(schema: dict[str, Any], *, also_binary: bool = False) -> dict[str
     return {"required": True, "content": content}
 
 
-def _data_items(datatype: str) -> dict[str, Any]:
+def _data_items(datatype: str, rows: int | None = None) -> dict[str, Any]:
+    if rows is not None:
+        return {"type": "integer", "minimum": 0, "maximum": rows - 1}
     if datatype == "BOOL":
         return {"type": "boolean"}
     if datatype == "BYTES":
@@ -96,20 +105,21 @@ def _data_items(datatype: str) -> dict[str, Any]:
     return {"type": "integer", "minimum": 0, "maximum": 1}  # 0 and 1 are valid for any id or flag input
 
 
-def _tensor_for(name: str, datatype: str, shape: tuple[int, ...]) -> dict[str, Any]:
+def _tensor_for(name: str, datatype: str, shape: tuple[int, ...], rows: int | None = None) -> dict[str, Any]:
     """One input of this model, batch 1 and every other dynamic axis 4: names, type and data length agree."""
     concrete = [1 if i == 0 and d == -1 else (4 if d == -1 else d) for i, d in enumerate(shape)]
     size = math.prod(concrete)
     return {"type": "object", "required": ["name", "datatype", "shape", "data"], "additionalProperties": False,
             "properties": {"name": {"type": "string", "enum": [name]}, "datatype": {"type": "string", "enum": [datatype]},
                            "shape": {"type": "array", "enum": [concrete]},
-                           "data": {"type": "array", "items": _data_items(datatype), "minItems": size, "maxItems": size}}}
+                           "data": {"type": "array", "items": _data_items(datatype, rows), "minItems": size, "maxItems": size}}}
 
 
 def _model_paths(model: ModelDoc) -> dict[str, Any]:
     """The routes of one loaded model, its name in the path and its own request bodies."""
     base = f"/v2/models/{model.name}"
-    inputs = [_tensor_for(*spec) for spec in model.inputs]
+    rows = dict(model.id_ranges)
+    inputs = [_tensor_for(*spec, rows.get(spec[0])) for spec in model.inputs]
     infer_body = {"type": "object", "required": ["inputs"], "additionalProperties": False, "properties": {
         "id": {"type": "string", "maxLength": 32},
         "inputs": {"type": "array", "items": {"oneOf": inputs} if len(inputs) > 1 else inputs[0],
@@ -121,7 +131,6 @@ def _model_paths(model: ModelDoc) -> dict[str, Any]:
                                                                           **_errors(*_GUARDED, "404")}}},
         base + "/ready": {"get": {"summary": f"{model.name} ready", "responses": _status_only()}},
         base + "/infer": infer,
-        f"{base}/versions/{model.version}/infer": infer,
     }
     natural = _natural_body(model)
     if natural is not None:
