@@ -59,6 +59,7 @@ class Tally:
     wrong: list[str] = field(default_factory=list)  # a good request not 200/503/504, or a bad one not 4xx/503
     latencies: list[float] = field(default_factory=list)  # seconds, good requests answered 200
     skipped: int = 0  # not started: the in-flight cap was reached
+    rss: list[tuple[int, int]] = field(default_factory=list)  # (seconds into the soak, KiB)
 
 
 def build_packages(workdir: Path) -> list[Path]:
@@ -127,10 +128,9 @@ def workload(url: str, rng: np.random.Generator) -> list[Request]:
             pool.append(Request(name, "v2-json", True, infer, _v2_json(good, specs), json_type))
             body, headers = _v2_binary(good, specs)
             pool.append(Request(name, "v2-binary", True, infer, body, headers))
-        first = next(iter(specs.values()))
-        wrong_shape = {n: _tensor(s, rng)[..., :1] if n == first["name"] and len(s["shape"]) > 1 else _tensor(s, rng)
-                       for n, s in specs.items()}
-        wrong_shape[first["name"]] = wrong_shape[first["name"]].reshape(-1)  # rank one too few
+        first = next(iter(specs))
+        wrong_shape = {n: _tensor(s, rng) for n, s in specs.items()}
+        wrong_shape[first] = wrong_shape[first][np.newaxis]  # one axis too many
         pool.append(Request(name, "v2-json", False, infer, _v2_json(wrong_shape, specs), json_type))
         pool.append(Request(name, "v2-json", False, infer, b'{"inputs": [', json_type))
         ids = [n for n, s in specs.items() if s["datatype"].startswith("INT")]
@@ -213,7 +213,7 @@ def rss_kib(pid: int) -> int:
 
 
 async def soak(url: str, pid: int, pool: list[Request], rate: float, duration: float, reload_every: float,
-               max_in_flight: int, names: list[str]) -> tuple[Tally, int, int, collections.Counter]:
+               max_in_flight: int, names: list[str], warmup: float) -> tuple[Tally, int, int, collections.Counter]:
     import aiohttp
 
     tally, reloads = Tally(), collections.Counter()
@@ -223,8 +223,15 @@ async def soak(url: str, pid: int, pool: list[Request], rate: float, duration: f
         rss_start = rss_kib(pid)
         started = time.monotonic()
         next_reload, turn, sent = started + reload_every, 0, 0
+        next_sample, baseline_taken = started + 10, False
         total = int(rate * duration)  # bounded in count as well as in time
         while sent < total and time.monotonic() - started < duration:
+            if time.monotonic() >= next_sample:  # RSS every 10 s; the baseline once warm-up is over
+                next_sample += 10
+                rss = rss_kib(pid)
+                tally.rss.append((round(time.monotonic() - started), rss))
+                if not baseline_taken and time.monotonic() - started >= warmup:
+                    rss_start, baseline_taken = rss, True
             due = started + sent / rate
             delay = due - time.monotonic()
             if delay > 0:
@@ -267,6 +274,7 @@ def report(tally: Tally, rss_start: int, rss_end: int, reloads: collections.Coun
         ("5xx other than 503/504", str(server_errors), server_errors == 0),
         ("server RSS after warm-up → end", f"{rss_start / 1024:.0f} → {rss_end / 1024:.0f} MiB ({growth:+.1%})",
          growth < 0.05),
+        ("server RSS every 10 s (MiB)", " ".join(f"{kib / 1024:.0f}" for _, kib in tally.rss), True),
         ("answers not as expected (good ≠ 200/503/504, bad ≠ 4xx/503)", str(len(tally.wrong)), not tally.wrong),
         ("latency of good requests p50 / p99", f"{np.percentile(lat, 50):.1f} / {np.percentile(lat, 99):.1f} ms", True),
         ("reloads (model, status)", ", ".join(f"{m} {s}×{n}" for (m, s), n in sorted(reloads.items())) or "none",
@@ -286,6 +294,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--duration", type=float, default=1800.0, help="seconds of soak (default 30 min)")
     parser.add_argument("--reload-every", type=float, default=60.0, help="seconds between repository reloads")
+    parser.add_argument("--warmup", type=float, default=60.0,
+                        help="seconds of soak before the RSS baseline (ORT arenas and a first reload settle)")
     parser.add_argument("--load", type=float, default=0.8, help="fraction of the measured capacity to offer")
     parser.add_argument("--capacity-seconds", type=float, default=20.0, help="seconds of the capacity measurement")
     parser.add_argument("--clients", type=int, default=32, help="closed-loop clients when measuring capacity")
@@ -308,7 +318,8 @@ def main() -> int:
         console.print(f"capacity {capacity_rps:.0f} req/s; soaking at {rate:.0f} req/s for {args.duration:g} s, "
                       f"a reload every {args.reload_every:g} s")
         tally, rss_start, rss_end, reloads = asyncio.run(
-            soak(server.url, server.pid, pool, rate, args.duration, args.reload_every, args.max_in_flight, names))
+            soak(server.url, server.pid, pool, rate, args.duration, args.reload_every, args.max_in_flight, names,
+                 args.warmup))
     return 0 if report(tally, rss_start, rss_end, reloads, capacity_rps, rate, args.duration) else 1
 
 

@@ -160,6 +160,6 @@ def serve(
         if isinstance(error, BushuError):
             raise StartupError(f"cannot start: {error}") from error
         raise StartupError(f"cannot start: loading the models failed with {type(error).__name__}: {error} "
-                           "(run with --debug for the traceback)") from error
+                           "(`bushu --debug serve …` shows the traceback)") from error
     finally:
         sock.close()
