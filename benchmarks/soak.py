@@ -13,7 +13,8 @@ for a long time, with good and bad requests mixed and a repository reload every 
 
 Every request is counted with its answer. Goals, checked at the end (exit status 1 if one fails):
 no accepted request lost (every request gets an HTTP answer), no 5xx other than 503/504, the
-server's RSS at the end within 5% of its RSS after warm-up; bad requests answered 4xx. Talks
+server's RSS at the end within 5% of its RSS after warm-up (`--warmup` seconds into the soak,
+one reload included); good requests answered 200 (or 503/504 under overload), bad ones 4xx. Talks
 only to 127.0.0.1. Without --packages the four packages are built first into out/soak.
 """
 
