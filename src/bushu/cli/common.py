@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
+
 from bushu.cli.output import configure, make_console
 from bushu.errors import BushuError
 
