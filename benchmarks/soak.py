@@ -175,7 +175,7 @@ async def send(session, url: str, request: Request, tally: Tally, timeout: float
             await response.read()
             status = response.status
     except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
-        tally.lost.append(f"{request.kind} {request.path}: {type(exc).__name__} {exc}")
+        tally.lost.append(f"lost {request.kind} {request.path}: {type(exc).__name__}")
         return
     tally.answered[(request.model, status)] += 1
     if request.good and status == 200:
@@ -286,8 +286,8 @@ def report(tally: Tally, rss_start: int, rss_end: int, reloads: collections.Coun
     for name, value, ok in goals:
         summary.add_row(name, value, "yes" if ok else "[bold red]NO[/]")
     console.print(summary)
-    for line in (tally.lost + tally.wrong)[:10]:
-        console.print(f"  {line}", markup=False, highlight=False)
+    for line, count in collections.Counter(tally.lost + tally.wrong).most_common(12):
+        console.print(f"  {count:6d} × {line}", markup=False, highlight=False)
     return all(ok for _, _, ok in goals)
 
 
