@@ -1,6 +1,7 @@
 """bushu serve against LitServe, a plain FastAPI endpoint, and a bare ASGI app (the ceiling); and
 against itself with the infer route left to Starlette's router (bushu-starlette), which measures
-the raw-ASGI fast path.
+the raw-ASGI fast path, and with `--log-level warning` (bushu-no-access-log), which measures the
+access log's cost (one line per request on stderr, on by default).
 
 Each server runs the seed CNN package (ONNX Runtime, intra-op threads pinned, 1 by default) in
 a subprocess on this machine, and is driven by the SAME load generator (`bushu.bench`) with the
@@ -87,7 +88,7 @@ def main() -> None:
                         help="load-generator client (raw: httptools on asyncio, ~35 µs/request; aiohttp: ~280 µs)")
     parser.add_argument("--threads", type=int, default=1, help="ONNX Runtime intra-op threads in every server")
     parser.add_argument("--only", nargs="*",
-                        help="run only these servers (bushu bushu-starlette litserve fastapi ceiling)")
+                        help="run only these servers (bushu bushu-no-access-log bushu-starlette litserve fastapi ceiling)")
     parser.add_argument("--plot", type=Path, default=Path("out/bench/serve_vs_peers.png"))
     parser.add_argument("--nice", type=int, default=0,
                         help="lower this script's niceness (and so every server's and client's) by N; on a machine "
@@ -110,6 +111,10 @@ def main() -> None:
         "bushu": (bushu_serve([package], "--max-batch-size", "32", "--max-queue-delay-ms", "5",
                               "--threads", str(args.threads), env={"OMP_NUM_THREADS": str(args.threads)}),
                   "/v2/models/{name}/infer", v2, v2_headers),
+        "bushu-no-access-log": (bushu_serve([package], "--max-batch-size", "32", "--max-queue-delay-ms", "5",
+                                            "--threads", str(args.threads), "--log-level", "warning",
+                                            env={"OMP_NUM_THREADS": str(args.threads)}),
+                                "/v2/models/{name}/infer", v2, v2_headers),
         "bushu-starlette": (peer("bushu_starlette.py", package, args.threads, "/v2/health/ready", "bushu (Starlette infer)"),
                             "/v2/models/{name}/infer", v2, v2_headers),
         "litserve": (peer("litserve_server.py", package, args.threads, "/health", "LitServe"),

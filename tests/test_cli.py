@@ -1,6 +1,9 @@
 import json
+import os
 import pickle
 import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -107,6 +110,9 @@ def test_a_pickle_that_runs_code_is_refused_and_never_runs(tmp_path, save):
          "2 output name(s) given"),
         (["pack", "fixtures.tiny:TinyMLP", "--input", "x:FP32:-1,6", "--kwargs", "[1]"], "JSON object"),
         (["pack", "fixtures.tiny:TinyMLP", "--input", "x:FP32:-1,6", "--weights", "/nonexistent.pt"], "does not exist"),
+        (["pack", "/nonexistent"], "/nonexistent: no such file or directory"),
+        (["pack", "/nonexistent/model.onnx"], "/nonexistent/model.onnx: no such file or directory"),
+        (["pack", "missing_file.py:Net", "--input", "x:FP32:-1,6"], "missing_file.py: no such file or directory"),
     ],
 )
 def test_pack_errors_are_clear_and_write_nothing(tmp_path, args, message):
@@ -131,3 +137,53 @@ def test_infer_errors(tiny_package, tmp_path):
     assert result.exit_code == 1 and "NAME=file.npy" in result.output
     result = run("infer", tiny_package, "--input", f"x={tmp_path / 'absent.npy'}")
     assert result.exit_code == 1 and "cannot read" in result.output
+
+
+def _piped(*args: str, code: str | None = None) -> subprocess.CompletedProcess:
+    """A real `bushu` process (or Python snippet) with stdout and stderr pipes and $COLUMNS unset."""
+    env = {k: v for k, v in os.environ.items() if k != "COLUMNS"}
+    command = [sys.executable, "-c", code] if code else [sys.executable, "-m", "bushu.cli", *args]
+    return subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
+
+
+def test_the_demo_table_is_whole_when_piped():
+    """On a pipe rich assumed 80 columns and cut cells ("recommendati…"); each row is now whole, on one line."""
+    rows = [["vision (seed CNN)", "held-out accuracy 98.06%", "PNG of a 3 → 3 (1.00)", "2.1", "1.52× (ort-int8-static-minmax)"],
+            ["recommendation (MF)", "recall@10 0.331 (oracle 0.412)", "user 42 → items 113, 53, 1203, 5, 77", "1.0", "—"]]
+    done = _piped(code=f"from bushu.cli.common import out; from bushu.demo import summary_table; "
+                       f"out.print(summary_table({rows!r}))")
+    assert done.returncode == 0, done.stderr
+    for row in rows:
+        assert any(all(cell in line for cell in row) for line in done.stdout.splitlines()), done.stdout
+    assert "…" not in done.stdout
+
+
+def test_other_libraries_noise_only_with_verbose(tiny_package, tmp_path):
+    """ONNX Runtime's quantiser warns on the root logger on every call, and its calibrator prints."""
+    x = np.random.default_rng(0).standard_normal((120, 6)).astype(np.float32)
+    np.savez(tmp_path / "eval.npz", x=x[:80])
+    np.savez(tmp_path / "cal.npz", x=x[80:])
+    args = ["optimize", str(tiny_package), "--eval", str(tmp_path / "eval.npz"), "--calibration",
+            str(tmp_path / "cal.npz"), "--families", "ort-static", "--preset", "quick", "--batch", "8"]
+    env = {k: v for k, v in os.environ.items() if k != "COLUMNS"}
+    procs = [subprocess.Popen([sys.executable, "-m", "bushu.cli", *flag, *args, "-o", str(tmp_path / name)], env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for flag, name in (((), "quiet"), (("--verbose",), "loud"))]  # side by side: half the wall time
+    quiet, loud = (subprocess.CompletedProcess(p.args, p.wait(300), *p.communicate()) for p in procs)
+    assert quiet.returncode == 0 and loud.returncode == 0, quiet.stderr + loud.stderr
+    assert "pre-processing before quantization" in loud.stderr  # the noise exists, so its absence means something
+    assert "pre-processing before quantization" not in quiet.stderr + quiet.stdout
+    assert "Collecting tensor data" not in quiet.stdout
+    assert "chose " in quiet.stdout  # bushu's own output is still there
+
+
+def test_transformers_progress_bars_only_with_verbose():
+    """transformers draws a "Loading weights" bar on every from_pretrained (MiniLM in `pack` and the demo)."""
+    done = _piped(code="from bushu.cli.output import configure; configure(verbose=False)\n"
+                       "from transformers.utils import logging as hf\n"
+                       "print(hf.is_progress_bar_enabled(), hf.get_verbosity())\n"
+                       "configure(verbose=True); print(hf.is_progress_bar_enabled(), hf.get_verbosity())\n")
+    assert done.returncode == 0, done.stderr
+    import logging
+
+    assert done.stdout.split() == ["False", str(logging.ERROR), "True", str(logging.INFO)]

@@ -38,6 +38,16 @@ def _png(image: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
+def summary_table(rows: list[list[str]]) -> Table:
+    """The demo's one table; cells never cut (a narrow terminal wraps them, a pipe takes them whole)."""
+    table = Table("application", "quality", "served over HTTP", "latency ms", "speed-up", title="bushu demo")
+    for column in table.columns:
+        column.overflow = "fold"
+    for row in rows:
+        table.add_row(*row)
+    return table
+
+
 def run_demo(workdir: Path, console: Console) -> list[list[str]]:
     """Run the demo; print and return its summary rows (application, quality, answer, ms, speed-up)."""
     from bushu.apps import recsys, text, vision
@@ -105,9 +115,6 @@ def run_demo(workdir: Path, console: Console) -> list[list[str]]:
         rows.append(["embeddings (MiniLM)", f"export error {max(minilm.variants[minilm.default_variant].max_rel_error.values()):.1e}",
                      f"2 sentences → cosine {float(first @ second):.3f}", f"{ms:.1f}", "—"])
 
-    table = Table("application", "quality", "served over HTTP", "latency ms", "speed-up", title="bushu demo")
-    for row in rows:
-        table.add_row(*row)
-    console.print(table)
+    console.print(summary_table(rows))
     console.print(f"packages in {workdir}; {time.monotonic() - started:.0f} s in all")
     return rows

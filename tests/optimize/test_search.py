@@ -9,6 +9,7 @@ from bushu.optimize import optimize, parse_budget, preset
 from bushu.optimize.measure import Timing
 from bushu.optimize.search import Row, decide
 from bushu.package import hash_files, read_manifest, verify_package
+from fixtures.hardware import needs_int8
 
 
 @pytest.fixture
@@ -24,6 +25,7 @@ def quick():
     return preset("quick", families=("ort-dynamic", "ort-static", "openvino", "nncf"), rounds=3, serving_batch=16)
 
 
+@needs_int8
 def test_optimize_writes_a_new_verified_package_and_leaves_the_source_alone(tiny_package, data, quick):
     before = hash_files(tiny_package)
     out = data / "opt"

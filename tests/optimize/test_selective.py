@@ -12,6 +12,7 @@ from bushu.optimize.passes import BuildContext, Candidate, Skipped
 from bushu.optimize.passes.selective import back_off, sensitivity
 from bushu.optimize.samples import Samples
 from bushu.package import read_manifest
+from fixtures.hardware import needs_int8
 
 
 class Outlier(nn.Module):
@@ -77,6 +78,7 @@ def test_back_off_doubles_the_float_ops_until_the_budget_fits(outlier_package):
     assert isinstance(fits, Skipped) and "already fits" in fits.reason
 
 
+@needs_int8
 def test_nncf_accuracy_control_brings_int8_within_the_budget_on_calibration_data(outlier_package, tmp_path, rng):
     import shutil
 

@@ -1,7 +1,6 @@
 import base64
 import os
 import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -83,18 +82,57 @@ def test_swapped_or_altered_ciphertext_fails_authentication(encrypted, key):
         decrypt(manifest, "model.onnx", weights, load_key(key))
 
 
-def test_loading_writes_no_plaintext_anywhere(encrypted, tiny_package, key, rng):
-    """ONNX Runtime gets the decrypted bytes in memory; nothing plaintext reaches a disk."""
-    plain = (tiny_package / "model.onnx").read_bytes()
-    needle = plain[len(plain) // 2 : len(plain) // 2 + 48]
-    weights = (tiny_package / "source/weights.safetensors").read_bytes()[-48:]
-    started = set(Path(tempfile.gettempdir()).rglob("*"))
-    model = bushu.load(encrypted, key=load_key(key))
-    model.infer({"x": rng.standard_normal((2, 6)).astype(np.float32)})
-    new = [p for p in set(Path(tempfile.gettempdir()).rglob("*")) - started if p.is_file()]
-    for path in [*new, *(p for p in encrypted.rglob("*") if p.is_file())]:
+@pytest.fixture(scope="module")
+def with_openvino_ir(tiny_package, tmp_path_factory):
+    """The tiny package plus an OpenVINO IR variant (`variants/ov.xml` + `.bin`), so both runtimes
+    that take decrypted bytes are checked."""
+    ov = pytest.importorskip("openvino")
+    from bushu.package.manifest import Variant
+    from bushu.package.store import hash_files, write_manifest
+
+    pkg = shutil.copytree(tiny_package, tmp_path_factory.mktemp("ov") / "tiny")
+    (pkg / "variants").mkdir()
+    ov.save_model(ov.convert_model(str(pkg / "model.onnx")), str(pkg / "variants" / "ov.xml"), compress_to_fp16=False)
+    manifest = read_manifest(pkg)
+    variants = {**manifest.variants, "ov-ir": Variant(file="variants/ov.xml", backend="openvino")}
+    write_manifest(pkg, manifest.model_copy(update={"variants": variants, "files": hash_files(pkg)}))
+    return pkg
+
+
+@pytest.mark.parametrize("variant", ["onnx-fp32", "ov-ir"])
+def test_loading_writes_no_plaintext_anywhere(with_openvino_ir, key, tmp_path, variant):
+    """ONNX Runtime and OpenVINO get the decrypted bytes in memory; nothing plaintext reaches a disk.
+
+    The load runs in a process whose HOME, temp dir, cache dirs and working directory are fresh
+    folders, so every file it could write (runtime caches, compiled blobs, temp files) is among
+    the files scanned for pieces of the plaintext."""
+    import subprocess
+    import sys
+
+    encrypted = tmp_path / "enc"
+    encrypt_package(with_openvino_ir, encrypted, load_key(key))
+    plain = {rel: (with_openvino_ir / rel).read_bytes() for rel in read_manifest(encrypted).encryption.files}
+    needles = {f"{rel}@{at}": data[at : at + 48] for rel, data in plain.items()
+               for at in (len(data) // 2, max(0, len(data) - 48)) if len(data) >= 48}
+    dirs = {name: tmp_path / name for name in ("home", "tmp", "cwd", "cache")}
+    for folder in dirs.values():
+        folder.mkdir()
+    env = {**os.environ, "HOME": str(dirs["home"]), "TMPDIR": str(dirs["tmp"]), "TEMP": str(dirs["tmp"]),
+           "XDG_CACHE_HOME": str(dirs["cache"]), "BUSHU_KEY": key.read_text().strip()}
+    code = ("import numpy as np, bushu\n"
+            f"m = bushu.load({str(encrypted)!r}, {variant!r})\n"
+            "print(m.infer({'x': np.ones((2, 6), np.float32)})['output'].shape)\n")
+    done = subprocess.run([sys.executable, "-c", code], cwd=dirs["cwd"], env=env, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0 and "(2, 3)" in done.stdout, done.stderr
+    scanned = [p for root in [*dirs.values(), encrypted] for p in root.rglob("*") if p.is_file()]
+    assert any(p.parent == encrypted for p in scanned)  # the scan does see files
+    for path in scanned:
         data = path.read_bytes()
-        assert needle not in data and weights not in data, path
+        for where, needle in needles.items():
+            assert needle not in data, f"plaintext of {where} found in {path}"
+    # the needles do find plaintext where it is: the unencrypted source package
+    assert any(n in (with_openvino_ir / rel).read_bytes() for rel in plain for n in needles.values())
 
 
 def test_encrypt_errors(encrypted, tiny_package, key, tmp_path, monkeypatch):

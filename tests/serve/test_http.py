@@ -141,9 +141,10 @@ def test_server_still_answers_after_the_fuzzing(http):
 
 def test_the_fast_infer_route_answers_exactly_as_the_starlette_route(repository, server, http):
     """The raw-ASGI infer path (the default) against its Starlette twin: same status, headers, bytes."""
+    from bushu.serve.access_log import AccessLog
     from bushu.serve.fast_infer import FastInfer
 
-    assert [m.cls for m in server.app.user_middleware] == [FastInfer]
+    assert [m.cls for m in server.app.user_middleware] == [AccessLog, FastInfer]
     x = np.arange(12, dtype=np.float32).reshape(2, 6) / 10
     header = orjson.dumps({"inputs": [{"name": "x", "datatype": "FP32", "shape": [2, 6],
                                        "parameters": {"binary_data_size": x.nbytes}}],
@@ -161,7 +162,7 @@ def test_the_fast_infer_route_answers_exactly_as_the_starlette_route(repository,
     ]
     with ThreadServer([repository], ServeSettings(max_body_bytes=LIMIT), fast_infer=False) as plain, \
             httpx.Client(base_url=plain.url, timeout=10) as starlette:
-        assert plain.app.user_middleware == []
+        assert [m.cls for m in plain.app.user_middleware] == [AccessLog]
         for path, body, headers in requests:
             fast, slow = http.post(path, content=body, headers=headers), starlette.post(path, content=body, headers=headers)
             assert (fast.status_code, fast.content) == (slow.status_code, slow.content), path

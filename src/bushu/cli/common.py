@@ -5,13 +5,14 @@ from __future__ import annotations
 import functools
 import signal
 import threading
+import traceback
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
-from rich.console import Console
 
+from bushu.cli.output import configure, make_console
 from bushu.errors import BushuError
 
 app = typer.Typer(
@@ -21,13 +22,25 @@ app = typer.Typer(
 train_app = typer.Typer(no_args_is_help=True, help="Train an application model and package it.")
 app.add_typer(train_app, name="train")
 
-out = Console()
-err = Console(stderr=True)
+out = make_console()
+err = make_console(stderr=True)
+#: Set by the global options: `--debug` adds tracebacks to error lines, `--verbose` lets other libraries talk.
+state = {"debug": False, "verbose": False}
 F = TypeVar("F", bound=Callable[..., Any])
 #: The options every verb that writes a package takes.
 Output = Annotated[Path, typer.Option("-o", "--output", help="package directory to write")]
 Force = Annotated[bool, typer.Option(help="replace OUTPUT if it exists")]
 Seed = Annotated[int, typer.Option(help="random seed (data, init, order)")]
+
+
+@app.callback()
+def main(
+    debug: Annotated[bool, typer.Option("--debug", help="print the traceback behind an error line")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", help="show other libraries' logs and progress bars")] = False,
+) -> None:
+    """bushu (部署): package, verify, optimise, protect and serve trained models."""
+    state.update(debug=debug, verbose=verbose)
+    configure(verbose=verbose)
 
 
 def _exit(signum: int, frame: object) -> None:
@@ -42,6 +55,8 @@ def user_errors(fn: F) -> F:
         try:
             return fn(*args, **kwargs)
         except BushuError as exc:
+            if state["debug"]:
+                err.print(traceback.format_exc(), markup=False, highlight=False, soft_wrap=True)
             err.print(f"[bold red]error:[/] {exc}", markup=True, highlight=False, soft_wrap=True)
             raise typer.Exit(1) from None
 

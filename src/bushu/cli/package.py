@@ -43,6 +43,8 @@ def pack(
 
     label_list = [x.strip() for x in labels.split(",")] if labels else None
     framework = framework_of(Path(source))
+    if framework not in FRAMEWORKS:
+        _check_source(source)  # a missing path, or one pack cannot read, is named before anything runs
     if framework in FRAMEWORKS:
         if input:
             raise InvalidInput(f"--input applies to PyTorch sources; a {framework} model states its own inputs")
@@ -86,6 +88,20 @@ def pack(
     variant = manifest.variants[manifest.default_variant]
     errors = ", ".join(f"{k} {v:.2e}" for k, v in variant.max_rel_error.items())
     out.print(f"packed [bold]{manifest.name}[/] v{manifest.version} → {output}" + (f"  (verified: {errors})" if errors else ""))
+
+
+def _check_source(source: str) -> None:
+    """A source that names a file or folder must exist, and be one that `pack` knows how to read."""
+    module, colon, _ = source.rpartition(":")
+    if colon and not module.endswith(".py") and "/" not in module:
+        return  # module:Class, imported later
+    path = Path(module if colon else source)
+    if not path.exists():
+        raise InvalidInput(f"{path}: no such file or directory")
+    if not colon and path.is_dir() and not (path / "config.json").is_file():
+        raise InvalidInput(f"{path}: a directory, but not a transformers model (no config.json)")
+    if not colon and path.is_file() and path.suffix != ".onnx":
+        raise InvalidInput(f"{path}: not an .onnx file; for a PyTorch module pass module:Class or file.py:Class")
 
 
 @app.command()

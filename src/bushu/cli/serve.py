@@ -32,18 +32,24 @@ def serve(
     ssl_certfile: Annotated[Path | None, typer.Option(help="TLS certificate (PEM)")] = None,
     ssl_keyfile: Annotated[Path | None, typer.Option(help="TLS private key (PEM)")] = None,
     audit_log: Annotated[Path | None, typer.Option(help="also append audit lines to this file")] = None,
+    log_format: Annotated[str, typer.Option(help="server lines on stderr as text or json (one object a line)")] = "text",
+    log_level: Annotated[str, typer.Option(help="debug, info (an access line per request), warning or error")] = "info",
 ) -> None:
     """Serve packages over the Open Inference Protocol v2 (HTTP), with dynamic batching."""
     from bushu.package.encryption import load_key
+    from bushu.serve import logs
     from bushu.serve.auth import load_tokens
     from bushu.serve.server import serve as run_server
     from bushu.serve.settings import ServeSettings
 
+    if log_format not in logs.FORMATS:
+        raise InvalidInput(f"--log-format must be one of {', '.join(logs.FORMATS)}, not {log_format!r}")
+    if log_level not in logs.LEVELS:
+        raise InvalidInput(f"--log-level must be one of {', '.join(logs.LEVELS)}, not {log_level!r}")
+
     for path in paths:
         if not path.is_dir():
             raise InvalidInput(f"{path}: not a package or model repository directory")
-    if bool(ssl_certfile) != bool(ssl_keyfile):
-        raise InvalidInput("TLS needs both --ssl-certfile and --ssl-keyfile")
     settings = ServeSettings(
         max_batch_size=max_batch_size, max_queue_delay_ms=max_queue_delay_ms, max_queue_size=max_queue_size,
         instances=instances, timeout_s=timeout, max_body_bytes=int(max_body_mb * 1024 * 1024), threads=threads,
@@ -51,12 +57,13 @@ def serve(
         tokens=tuple(load_tokens(tokens)) if tokens else (), anonymous_rate_per_s=rate_limit,
     )
 
-    def announce(scheme: str, bound_host: str, bound_port: int) -> None:
+    def announce(scheme: str, bound_host: str, bound_port: int) -> None:  # only once the port answers
         out.print(f"bushu serving on {scheme}://{bound_host}:{bound_port}", highlight=False)
         sys.stdout.flush()
 
-    run_server(paths, host=host, port=port, settings=settings, on_bound=announce,
-               ssl_certfile=ssl_certfile, ssl_keyfile=ssl_keyfile, audit_log=audit_log)
+    logs.configure(log_format, log_level, audit_log)
+    run_server(paths, host=host, port=port, settings=settings, on_ready=announce,
+               ssl_certfile=ssl_certfile, ssl_keyfile=ssl_keyfile)
 
 
 @app.command()

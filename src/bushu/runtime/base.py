@@ -118,6 +118,16 @@ class Model(ABC):
     def close(self) -> None:
         """Release what the backend holds; the default holds nothing that needs it."""
 
+    def warm_up(self) -> None:
+        """Run one small batch built from the manifest's input specs, so the first client does not
+        pay for lazy initialisation (ONNX Runtime's and OpenVINO's first run allocates and plans)."""
+        batch = {}
+        for spec in self.manifest.inputs:  # every dynamic axis 1; zeros are in range for ids too
+            shape = [1 if d == -1 else d for d in spec.shape]
+            batch[spec.name] = (np.full(shape, b"", dtype=object) if spec.datatype == "BYTES"
+                                else np.zeros(shape, dtype=numpy_dtype(spec.datatype)))
+        self.infer(batch)
+
 
 class Backend(Protocol):
     """Loads a variant of a package; one implementation per runtime.

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from bushu.errors import BushuError, PackageError
+from bushu.errors import BushuError, InvalidInput, PackageError
 from bushu.package.manifest import Manifest
 from bushu.runtime.base import FileReader, Model, disk_reader
 from bushu.runtime.onnx_data import add_external_data
@@ -61,7 +61,12 @@ class OnnxRuntimeModel(Model):
         self._external = external  # the session may use these buffers in place
 
     def run_checked(self, arrays: dict[str, np.ndarray], outputs: list[str]) -> dict[str, np.ndarray]:
-        return dict(zip(outputs, self._session.run(outputs, arrays)))
+        from onnxruntime.capi.onnxruntime_pybind11_state import InvalidArgument
+
+        try:
+            return dict(zip(outputs, self._session.run(outputs, arrays)))
+        except InvalidArgument as exc:  # e.g. an id past an embedding's end: the input's fault, not the server's
+            raise InvalidInput(f"the model refused the input: {str(exc).splitlines()[0]}") from None
 
 
 class OnnxRuntimeBackend:

@@ -22,6 +22,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from bushu.errors import BushuError
+from bushu.serve.access_log import AccessLog
 from bushu.serve.asgi import ClientGone, read_body
 from bushu.serve.auth import AccessControl
 from bushu.serve.codec import HEADER_LENGTH
@@ -29,7 +30,7 @@ from bushu.serve.dataplane import DataPlane
 from bushu.serve.fast_infer import FastInfer, error_headers, infer_v2
 from bushu.serve.media import render_png, video_response
 from bushu.serve.metrics import ServerMetrics
-from bushu.serve.openapi import openapi_document
+from bushu.serve.openapi import model_doc, openapi_document
 from bushu.serve.predict import natural_inputs
 from bushu.serve.repository import ModelRepository
 from bushu.serve.settings import ServeSettings
@@ -118,7 +119,7 @@ def create_app(paths: list[Path], settings: ServeSettings | None = None, *, fast
         return Response(metrics.render(), media_type="text/plain; version=0.0.4")
 
     async def openapi(request: Request) -> Response:
-        return _json(openapi_document())
+        return _json(openapi_document(tuple(model_doc(m) for m in repository.loaded())))
 
     async def bushu_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, BushuError)
@@ -168,8 +169,10 @@ def create_app(paths: list[Path], settings: ServeSettings | None = None, *, fast
         Route("/v2/openapi.json", openapi),
     ]
     guarded = bool(settings.tokens) or settings.anonymous_rate_per_s is not None
-    middleware = [Middleware(AccessControl, tokens=list(settings.tokens),
-                             anonymous_rate=settings.anonymous_rate_per_s)] if guarded else []
+    middleware = [Middleware(AccessLog)]  # outermost: it sees every answer, refusals included
+    if guarded:
+        middleware.append(Middleware(AccessControl, tokens=list(settings.tokens),
+                                     anonymous_rate=settings.anonymous_rate_per_s))
     if fast_infer:  # inside access control, ahead of the router
         middleware.append(Middleware(FastInfer, plane=plane, max_body_bytes=settings.max_body_bytes))
     app = Starlette(

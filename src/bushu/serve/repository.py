@@ -148,10 +148,11 @@ class ModelRepository:
         def load_instances() -> tuple[Manifest, Predictor, list[bushu.runtime.Model]]:
             manifest = check_package(path, settings.require_signature)
             threads = settings.threads or None
-            return manifest, Predictor(manifest, path), [
-                bushu.load(path, verify=False, threads=threads, key=settings.decrypt_key)
-                for _ in range(settings.instances)
-            ]
+            instances = [bushu.load(path, verify=False, threads=threads, key=settings.decrypt_key)
+                         for _ in range(settings.instances)]
+            for instance in instances:  # ready means the first request pays no lazy start-up
+                instance.warm_up()
+            return manifest, Predictor(manifest, path), instances
 
         manifest, predictor, instances = await asyncio.to_thread(load_instances)
         batcher = Batcher(

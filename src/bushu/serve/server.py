@@ -1,51 +1,113 @@
 """Running the app on uvicorn (uvloop + httptools): bound socket first, so port 0 works and the
 real address is known; SIGTERM drains accepted requests before exit (uvicorn's graceful
-shutdown, then the app's lifespan closes every batcher after its queue is empty). Every
-package is checked before the port opens, so a refused package stops the start with a reason."""
+shutdown, then the app's lifespan closes every batcher after its queue is empty).
+
+A start either serves or fails with one line that says what, where and what to do: every
+package is checked (signature, hashes, decryption key) and the TLS files are read before the
+port opens; a port that cannot be bound, or a model that fails to load or warm up, stops the
+start the same way. `on_ready` is called only once the models are loaded and the port
+accepts connections, so an announced address is true.
+"""
 
 from __future__ import annotations
 
+import errno
+import logging
 import socket
+import ssl
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
+from bushu.errors import BushuError
 from bushu.serve.app import create_app
 from bushu.serve.settings import ServeSettings
+
+
+class StartupError(BushuError):
+    """The server could not start; the message says why and what to do."""
 
 
 def bind(host: str, port: int) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise StartupError(f"cannot listen on {host}:{port}: the port is in use; stop what holds it "
+                               "or choose another --port (0: any free port)") from None
+        raise StartupError(f"cannot listen on {host}:{port}: {exc.strerror or exc}; check --host and --port") from None
     sock.set_inheritable(True)
     return sock
 
 
+def check_tls(certfile: Path | None, keyfile: Path | None) -> None:
+    """Load the certificate and key as uvicorn will, so a bad file is named before the port opens."""
+    if certfile is None and keyfile is None:
+        return
+    if certfile is None or keyfile is None:
+        raise StartupError("TLS needs both --ssl-certfile and --ssl-keyfile")
+    for what, path, marker in (("certificate", certfile, b"CERTIFICATE-----"), ("private key", keyfile, b"PRIVATE KEY-----")):
+        try:
+            pem = path.read_bytes()
+        except OSError as exc:
+            raise StartupError(f"TLS {what} {path}: {exc.strerror}") from None
+        if marker not in pem:
+            raise StartupError(f"TLS {what} {path}: not a PEM {what} (no '-----BEGIN …{marker.decode()}' block)")
+    try:
+        ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(certfile, keyfile)
+    except (ssl.SSLError, OSError) as exc:
+        raise StartupError(f"TLS certificate {certfile} and private key {keyfile} cannot be used together ({exc}); "
+                           "give the PEM private key that matches the certificate") from None
+
+
 def check_repository(paths: list[Path], settings: ServeSettings) -> int:
     """Refuse to start with a package the server would refuse to load, saying which and why."""
-    from bushu.serve.repository import ModelRepository, check_package
+    from bushu.package.encryption import read_file
     from bushu.serve.metrics import ServerMetrics
+    from bushu.serve.repository import ModelRepository, check_package
 
     available = ModelRepository(paths, settings, ServerMetrics()).available()
     for path in available.values():
-        check_package(path, settings.require_signature)
+        try:
+            manifest = check_package(path, settings.require_signature)
+            if manifest.encryption is not None and manifest.encryption.files:  # the key opens it, or say so now
+                read_file(path, manifest, manifest.encryption.files[0], settings.decrypt_key)
+        except BushuError as exc:
+            raise StartupError(f"cannot serve {path}: {exc}") from exc
     return len(available)
 
 
-def audit_to(path: Path | None) -> None:
-    """Audit lines (one per load, reload, refusal, unload) go to stderr and, if given, a file."""
-    import logging
+class _StartupWatch:
+    """ASGI wrapper that keeps a failed lifespan startup's exception for the one-line report,
+    instead of letting uvicorn log its traceback."""
 
-    audit = logging.getLogger("bushu.audit")
-    audit.setLevel(logging.INFO)
-    fmt = logging.Formatter("%(asctime)s audit %(message)s")
-    handlers: list[logging.Handler] = [logging.StreamHandler()]
-    if path is not None:
-        handlers.append(logging.FileHandler(path))
-    for handler in handlers:
-        handler.setFormatter(fmt)
-        audit.addHandler(handler)
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.error: BaseException | None = None
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "lifespan":
+            return await self.app(scope, receive, send)
+
+        async def quiet(message: dict[str, Any]) -> None:
+            if message["type"] == "lifespan.startup.failed":
+                message = {**message, "message": ""}
+            await send(message)
+
+        try:
+            await self.app(scope, receive, quiet)
+        except BaseException as exc:
+            self.error = self.error or exc
+            raise
+
+
+class _DropStartupFailed(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "Application startup failed" not in record.getMessage()
 
 
 def serve(
@@ -54,31 +116,50 @@ def serve(
     host: str = "127.0.0.1",
     port: int = 8000,
     settings: ServeSettings | None = None,
-    on_bound: Callable[[str, str, int], None] | None = None,
+    on_ready: Callable[[str, str, int], None] | None = None,
     graceful_timeout: float = 30.0,
     ssl_certfile: Path | None = None,
     ssl_keyfile: Path | None = None,
-    audit_log: Path | None = None,
 ) -> None:
+    """Serve until SIGTERM/SIGINT; raise `StartupError` (one line) if the server cannot start."""
     import uvicorn
 
     settings = settings or ServeSettings()
+    check_tls(ssl_certfile, ssl_keyfile)
     check_repository(paths, settings)
-    audit_to(audit_log)
     sock = bind(host, port)
     bound_host, bound_port = sock.getsockname()[:2]
+    watch = _StartupWatch(create_app(paths, settings))
     config = uvicorn.Config(
-        create_app(paths, settings),
+        watch,
         loop="uvloop",
         http="httptools",
         log_level="warning",
-        access_log=False,
+        access_log=False,  # bushu's own access log (serve/access_log.py) has the model and request id
         timeout_graceful_shutdown=graceful_timeout,
         backlog=4096,
         ssl_certfile=str(ssl_certfile) if ssl_certfile else None,
         ssl_keyfile=str(ssl_keyfile) if ssl_keyfile else None,
     )
-    server = uvicorn.Server(config)
-    if on_bound:
-        on_bound("https" if ssl_certfile else "http", bound_host, bound_port)
-    server.run(sockets=[sock])
+    uvicorn_errors = logging.getLogger("uvicorn.error")
+    uvicorn_errors.addFilter(_DropStartupFailed())
+    scheme = "https" if ssl_certfile else "http"
+
+    class Server(uvicorn.Server):
+        async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+            await super().startup(sockets)  # models loaded and warmed up, then the port listens
+            if self.started and on_ready is not None:
+                on_ready(scheme, bound_host, bound_port)
+
+    try:
+        Server(config).run(sockets=[sock])
+    except SystemExit:
+        if watch.error is None:
+            raise
+        error = watch.error
+        if isinstance(error, BushuError):
+            raise StartupError(f"cannot start: {error}") from error
+        raise StartupError(f"cannot start: loading the models failed with {type(error).__name__}: {error} "
+                           "(`bushu --debug serve …` shows the traceback)") from error
+    finally:
+        sock.close()

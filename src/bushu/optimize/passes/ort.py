@@ -6,6 +6,9 @@ file gives a candidate on each runtime.
 
 from __future__ import annotations
 
+import contextlib
+import io
+
 import numpy as np
 
 from bushu.optimize.passes import BuildContext, Candidate, Outcome, Skipped, attempt
@@ -77,11 +80,12 @@ def static_int8(ctx: BuildContext, source: str, name: str, method: str, exclude:
 
     methods = {"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile}
     file = f"variants/{name}.onnx"
-    quantize_static(
-        str(ctx.staging / source), str(ctx.path(file)), _Reader(ctx.calibration), quant_format=QuantFormat.QDQ,
-        per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-        calibrate_method=methods[method], nodes_to_exclude=exclude or []
-    )
+    with contextlib.redirect_stdout(io.StringIO()):  # its calibrator print()s progress on stdout
+        quantize_static(
+            str(ctx.staging / source), str(ctx.path(file)), _Reader(ctx.calibration), quant_format=QuantFormat.QDQ,
+            per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+            calibrate_method=methods[method], nodes_to_exclude=exclude or []
+        )
     kept = f"; {len(exclude)} most sensitive op(s) left in fp32" if exclude else ""
     return Candidate(name, family, "onnxruntime", "int8", file,
                      f"static int8 QDQ, per-channel, {method} calibration on {len(ctx.calibration)} samples{kept}")

@@ -1,0 +1,78 @@
+"""The access log of a real `bushu serve`: one line per request, on the fast infer path and every
+other route, as text or JSON, with the request id the client sees in its answer."""
+
+import json
+import re
+
+import httpx
+
+from fixtures.servers import ProcessServer, ThreadServer
+
+TINY = {"inputs": [{"name": "x", "datatype": "FP32", "shape": [1, 6], "data": [0.5] * 6}]}
+
+
+def wait_for_lines(server, count, pattern, timeout=10.0):
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = [ln for ln in server.lines if pattern in ln]
+        if len(found) >= count:
+            return found
+        time.sleep(0.02)
+    raise AssertionError(f"fewer than {count} lines with {pattern!r}: {server.lines}")
+
+
+def test_json_lines_one_per_request_with_the_request_id(tiny_package):
+    with ProcessServer(str(tiny_package), "--log-format", "json") as server, httpx.Client(base_url=server.url) as client:
+        ok = client.post("/v2/models/tiny/infer", json=TINY, headers={"X-Request-ID": "client-42"})
+        bad = client.post("/v2/models/tiny/infer", json={"inputs": []})
+        missing = client.post("/v2/models/nope/infer", json=TINY)
+        app_route = client.post("/v1/models/tiny/predict", json={"x": [0.1] * 6})
+        metadata = client.get("/v2/models/tiny")
+        assert (ok.status_code, bad.status_code, missing.status_code, metadata.status_code) == (200, 400, 404, 200)
+        assert ok.headers["x-request-id"] == "client-42"
+        generated = bad.headers["x-request-id"]
+        assert re.fullmatch(r"[0-9a-f]{32}", generated)
+        lines = wait_for_lines(server, 5, '"logger":"bushu.access"')
+    entries = [json.loads(ln) for ln in lines]
+    by_id = {e["request_id"]: e for e in entries}
+    assert by_id["client-42"] | {"duration_ms": 0, "time": ""} == {
+        "time": "", "level": "info", "logger": "bushu.access", "method": "POST", "path": "/v2/models/tiny/infer",
+        "model": "tiny", "status": 200, "duration_ms": 0, "request_id": "client-42", "client": "127.0.0.1"}
+    assert by_id["client-42"]["duration_ms"] > 0
+    assert by_id[generated]["status"] == 400 and by_id[generated]["model"] == "tiny"
+    assert by_id[missing.headers["x-request-id"]]["status"] == 404
+    assert by_id[app_route.headers["x-request-id"]]["path"] == "/v1/models/tiny/predict"
+    assert by_id[metadata.headers["x-request-id"]]["method"] == "GET"
+
+
+def test_text_lines_and_log_level_warning_silences_them(tiny_package):
+    with ProcessServer(str(tiny_package)) as server:
+        httpx.post(server.url + "/v2/models/tiny/infer", json=TINY, headers={"X-Request-ID": "t-1"})
+        (line,) = wait_for_lines(server, 1, "request_id=t-1")
+    assert re.search(r' bushu.access 127.0.0.1 "POST /v2/models/tiny/infer" model=tiny status=200 '
+                     r'duration_ms=[\d.]+ request_id=t-1$', line), line
+    with ProcessServer(str(tiny_package), "--log-level", "warning") as server:
+        assert httpx.post(server.url + "/v2/models/tiny/infer", json=TINY).status_code == 200
+        assert httpx.get(server.url + "/v2/health/ready").status_code == 200
+    assert not [ln for ln in server.lines if "bushu.access" in ln], server.lines
+    assert [ln for ln in server.lines if "bushu.audit" in ln]  # audit lines are kept whatever the level
+
+
+def test_a_request_id_unsafe_to_echo_is_replaced(tiny_package):
+    with ThreadServer([tiny_package]) as server:
+        for given in ["x" * 129, "with space", "ünïcode"]:
+            r = httpx.post(server.url + "/v2/models/tiny/infer", json=TINY,
+                           headers={"X-Request-ID": given.encode("utf-8")})
+            assert r.status_code == 200 and re.fullmatch(r"[0-9a-f]{32}", r.headers["x-request-id"]), given
+
+
+def test_bad_log_options_are_one_line(tiny_package):
+    from typer.testing import CliRunner
+
+    from bushu.cli import app
+
+    for option, value in (("--log-format", "xml"), ("--log-level", "loud")):
+        result = CliRunner().invoke(app, ["serve", str(tiny_package), option, value])
+        assert result.exit_code == 1 and f"{option} must be one of" in result.output
