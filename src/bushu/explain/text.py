@@ -2,10 +2,11 @@
 
 Attributions are taken at the embedding layer's output and summed over its dimensions, so
 each token gets one number, and the numbers sum to f(text) − f(baseline) (Captum's convergence
-delta says how nearly). The baseline keeps the text's length and its padding mask and replaces
-every real token by a neutral one — the unknown word for the sentiment LSTM (its padding id
-would change the mask, and with it the function being integrated), `[PAD]` between `[CLS]` and
-`[SEP]` for a BERT-style encoder — so only what the words are changes along the path.
+delta says how nearly). The baseline keeps the text's length and its padding mask and changes
+only what the words are: for a classifier, every token's embedding is replaced by zeros (the
+padding vector, the embedding of "no word"), so a word's score is what its vector adds; for a
+BERT-style encoder, `[PAD]` stands in for every token between `[CLS]` and `[SEP]`, the usual
+reference for a model whose attention mask is an input of its own.
 
 - Classifiers explain a label's logit (default: the served answer's label). When the labels
   include "positive" and "negative", each token also gets a `polarity`: its attribution to
@@ -27,7 +28,6 @@ from bushu.errors import InvalidInput
 from bushu.explain.base import ExplainOptions, agreement, label_index
 from bushu.package.manifest import Manifest
 from bushu.runtime import hf_text
-from bushu.runtime.text import UNK
 from bushu.serve.predict import NaturalRequest, Predictor
 
 #: Rows of the integration path run at once: bounds an explanation's memory.
@@ -39,11 +39,35 @@ CLASSIFIER_STEPS, ENCODER_STEPS = 128, 16
 
 def _integrate(forward: Callable[..., Any], layer: Any, ids: Any, baseline: Any, steps: int,
                extra: tuple[Any, ...] = ()) -> tuple[np.ndarray, float]:
-    """Per-token attributions [sequence] of the scalar `forward(ids, *extra)`, and the delta."""
+    """Per-token attributions [sequence] of the scalar `forward(ids, *extra)` from baseline ids
+    (the path runs between their embeddings), and the delta."""
     from captum.attr import LayerIntegratedGradients
 
     attributions, delta = LayerIntegratedGradients(forward, layer).attribute(
         ids, baselines=baseline, additional_forward_args=extra or None, n_steps=steps,
+        internal_batch_size=CHUNK, return_convergence_delta=True)
+    return attributions.sum(-1)[0].detach().numpy(), float(delta[0])
+
+
+def _integrate_from_zero(forward: Callable[[Any], Any], layer: Any, ids: Any, steps: int) -> tuple[np.ndarray, float]:
+    """Per-token attributions of the scalar `forward(ids)` along the path from all-zero embeddings
+    (the padding vector) to the text's own, with the ids — and so the padding mask — unchanged.
+    Captum's layer IG takes its baseline as ids, which would change the mask too; here the
+    embedding layer's output is replaced by a forward hook, so the path is in embedding space."""
+    import torch
+    from captum.attr import IntegratedGradients
+
+    def from_embeddings(embedded: Any, token_ids: Any) -> Any:
+        handle = layer.register_forward_hook(lambda module, inputs, output: embedded)
+        try:
+            return forward(token_ids)
+        finally:
+            handle.remove()
+
+    with torch.no_grad():
+        embedded = layer(ids)
+    attributions, delta = IntegratedGradients(from_embeddings).attribute(
+        embedded, baselines=torch.zeros_like(embedded), additional_forward_args=(ids,), n_steps=steps,
         internal_batch_size=CHUNK, return_convergence_delta=True)
     return attributions.sum(-1)[0].detach().numpy(), float(delta[0])
 
@@ -76,26 +100,25 @@ class ClassifierTextExplainer:
         results = []
         for text, answer in zip(request.items, served):
             ids = torch.from_numpy(self.tokenizer.encode_batch([text]))
-            baseline = torch.where(ids != 0, self.tokenizer.vocab.index(UNK), 0)
             with torch.no_grad():
                 logits = self.module(ids)[0]
             source = int(logits.argmax())
             served_label = answer.get("label")
             target = label_index(self.labels, options.target,
                                  self.labels.index(served_label) if served_label in self.labels else source)
-            scores, delta = _integrate(lambda x: self.module(x)[:, target], self.layer, ids, baseline, steps)
+            scores, delta = _integrate_from_zero(lambda x: self.module(x)[:, target], self.layer, ids, steps)
             tokens = [{"token": t, "score": float(s)} for t, s in zip(self.tokenizer.tokens(text), scores)]
             result: dict[str, Any] = {
                 "method": "layer_integrated_gradients", "layer": "token embeddings",
                 "target": self.labels[target] if self.labels else str(target),
                 **agreement(served_label, self.labels[source] if self.labels else str(source)),
                 "tokens": tokens, "convergence_delta": delta, "steps": steps,
-                "baseline": f"the same length of {UNK} tokens",
+                "baseline": "zero embeddings (the padding vector) in place of every token, the mask unchanged",
             }
             if {"positive", "negative"} <= set(self.labels):
                 pos, neg = self.labels.index("positive"), self.labels.index("negative")
-                polarity, polarity_delta = _integrate(lambda x: self.module(x)[:, pos] - self.module(x)[:, neg],
-                                                      self.layer, ids, baseline, steps)
+                polarity, polarity_delta = _integrate_from_zero(
+                    lambda x: self.module(x)[:, pos] - self.module(x)[:, neg], self.layer, ids, steps)
                 for token, value in zip(tokens, polarity):
                     token["polarity"] = float(value)
                 result["polarity_delta"] = polarity_delta

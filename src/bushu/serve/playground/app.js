@@ -359,12 +359,20 @@ function drawChart() {
     `now: ${last.rps.toFixed(1)} req/s · p50 ${fmt(last.p50)} (green) · p99 ${fmt(last.p99)} (red) · req/s in black`;
 }
 
+let polling = null;
+async function start() { // the live panel polls only once the models could be listed (a token, if asked for)
+  if (await loadModels() && polling === null) {
+    poll();
+    polling = setInterval(poll, 1000);
+  }
+}
+
 document.getElementById("token").value = token;
 document.getElementById("auth").addEventListener("submit", (e) => {
   e.preventDefault();
   token = document.getElementById("token").value.trim();
   sessionStorage.setItem("bushu-token", token);
   previous = null;
-  loadModels();
+  start();
 });
-loadModels().then(() => { poll(); setInterval(poll, 1000); });
+start();
