@@ -12,7 +12,7 @@ from bushu.package.store import read_manifest
 from bushu.serve.predict import NaturalRequest
 from fixtures.explain import png, reference_module
 
-DIGITS = 12
+DIGITS = 8
 
 
 @pytest.fixture(scope="module")

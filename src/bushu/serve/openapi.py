@@ -58,6 +58,13 @@ def openapi_document() -> dict[str, Any]:
                                  "responses": {"200": _json_response("ModelMetadata"), "404": _ERROR}}}
         paths[prefix + "/ready"] = {"get": {"summary": "Model ready", "parameters": _params(*names), "responses": _STATUS_ONLY}}
         paths[prefix + "/infer"] = {"post": {**infer_op, "parameters": _params(*names)}}
+    paths["/v1/models/{model}/explain"] = {"post": {  # serve/explain_routes.py; the playground's reads below
+        "summary": "The served answer to natural inputs, with Captum attributions from the source module",
+        "parameters": _params("model"), "requestBody": {"required": True, "content": {
+            "application/json": {"schema": {"type": "object"}}, "image/png": {"schema": {"type": "string", "format": "binary"}}}},
+        "responses": {"200": {"description": "ok"}, "400": _ERROR, "404": _ERROR, "413": _ERROR, "503": _ERROR}}}
+    paths["/v1/models"] = {"get": {"summary": "Loaded models and how to try them", "responses": {"200": {"description": "ok"}}}}
+    paths["/v1/stats"] = {"get": {"summary": "Request-latency histogram", "responses": {"200": {"description": "ok"}}}}
     return {
         "openapi": "3.0.3",
         "info": {"title": "bushu — Open Inference Protocol v2", "version": bushu.__version__},

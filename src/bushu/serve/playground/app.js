@@ -329,22 +329,26 @@ async function poll() {
 function drawChart() {
   const canvas = document.getElementById("chart");
   const ctx = canvas.getContext("2d");
-  const w = canvas.width, h = canvas.height, pad = 28;
+  const w = canvas.width, h = canvas.height, pad = 28, top = 24; // the scale labels sit above the plot
   ctx.clearRect(0, 0, w, h);
   ctx.strokeStyle = "#d8dde2"; ctx.lineWidth = 1;
-  ctx.strokeRect(pad, 6, w - 2 * pad, h - pad);
+  ctx.strokeRect(pad, top, w - 2 * pad, h - pad - top);
   const maxRps = Math.max(1, ...history.map((p) => p.rps));
   const maxMs = Math.max(1, ...history.map((p) => (p.p99 || 0) * 1000));
   const x = (i) => pad + (w - 2 * pad) * ((i + 60 - history.length) / 59); // the newest on the right
   const line = (values, max, colour) => {
-    ctx.strokeStyle = colour; ctx.lineWidth = 2; ctx.beginPath();
+    ctx.strokeStyle = ctx.fillStyle = colour; ctx.lineWidth = 2; ctx.beginPath();
     let started = false;
     values.forEach((v, i) => {
       if (v === null) { started = false; return; }
-      const y = 6 + (h - pad - 6) * (1 - v / max);
+      const y = top + (h - pad - top) * (1 - v / max);
       if (started) ctx.lineTo(x(i), y); else { ctx.moveTo(x(i), y); started = true; }
     });
     ctx.stroke();
+    const last = values.length - 1; // the newest point as a dot, so one sample shows too
+    if (last >= 0 && values[last] !== null) {
+      ctx.beginPath(); ctx.arc(x(last), top + (h - pad - top) * (1 - values[last] / max), 3, 0, 2 * Math.PI); ctx.fill();
+    }
   };
   line(history.map((p) => p.rps), maxRps, "#1d232a");
   line(history.map((p) => (p.p50 === null ? null : p.p50 * 1000)), maxMs, "#16a34a");
@@ -354,6 +358,7 @@ function drawChart() {
   ctx.fillText(`${maxMs.toFixed(1)} ms`, w - pad - 60, 18);
   ctx.fillText("last 60 s", pad + 4, h - 8);
   const last = history[history.length - 1];
+  if (!last) return;
   const fmt = (s) => (s === null ? "–" : ms(s * 1000));
   document.getElementById("live-numbers").textContent =
     `now: ${last.rps.toFixed(1)} req/s · p50 ${fmt(last.p50)} (green) · p99 ${fmt(last.p99)} (red) · req/s in black`;
@@ -362,6 +367,7 @@ function drawChart() {
 let polling = null;
 async function start() { // the live panel polls only once the models could be listed (a token, if asked for)
   if (await loadModels() && polling === null) {
+    drawChart();
     poll();
     polling = setInterval(poll, 1000);
   }
