@@ -30,7 +30,7 @@ from bushu.serve.explain_routes import explain_routes
 from bushu.serve.fast_infer import FastInfer, error_headers, infer_v2
 from bushu.serve.metrics import ServerMetrics
 from bushu.serve.openapi import openapi_document
-from bushu.serve.playground import playground_routes
+from bushu.serve.playground_routes import playground_routes
 from bushu.serve.predict import natural_inputs
 from bushu.serve.repository import ModelRepository
 from bushu.serve.settings import ServeSettings
