@@ -90,9 +90,9 @@ def test_with_token_auth_the_page_asks_for_a_token_then_works(vision_package, pa
     settings = ServeSettings(tokens=(Token("reader", digest("s3cret"), frozenset({"infer"})),))
     with ThreadServer([vision_package], settings) as server:
         page.page.goto(server.url + "/")
-        status = page.page.locator("#status")
-        page.page.wait_for_function("document.getElementById('status').textContent.includes('token')")
-        assert "bearer token" in status.inner_text()
+        status = page.page.locator("#status", has_text="token")  # a locator: no eval, which the page's CSP forbids
+        status.wait_for(timeout=TIMEOUT_MS)
+        assert "needs a bearer token" in status.inner_text()
         page.page.fill("#token", "s3cret")
         page.page.click("#auth button")
         page.page.locator("#model-digits-cnn").wait_for(timeout=TIMEOUT_MS)
