@@ -11,28 +11,16 @@ downloaded), and the package's weights must fit it exactly.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 from typing import Any
 
-from bushu.errors import IntegrityError, NotFound, PackageError
-from bushu.package.encryption import read_file
+from bushu.errors import NotFound, PackageError
+from bushu.package.files import PackageFiles
 from bushu.package.manifest import Manifest
 from bushu.runtime import hf_text
 
 INSTALL_HINT = "explanations need captum and torch: pip install 'bushu[explain]'"
-
-
-def package_bytes(root: Path, manifest: Manifest, rel: str, key: bytes | None = None) -> bytes:
-    """A package file's bytes, checked against the manifest's hash (then decrypted if need be)."""
-    want = manifest.files.get(rel)
-    if want is None:
-        raise PackageError(f"{manifest.name}: {rel} is not a file listed in the manifest")
-    raw = (root / rel).read_bytes()
-    if hashlib.sha256(raw).hexdigest() != want:
-        raise IntegrityError(f"{manifest.name}: {rel} changed since the package was written", files=[rel])
-    return read_file(root, manifest, rel, key) if manifest.encryption is not None else raw
 
 
 def _load_weights(module: Any, data: bytes, what: str) -> Any:
@@ -69,7 +57,7 @@ def source_module(root: Path, manifest: Manifest, key: bytes | None = None) -> A
     weights = manifest.provenance.weights_file
     if not weights:
         raise NotFound(f"{manifest.name} carries no PyTorch source weights, so there is no module to explain")
-    data = package_bytes(root, manifest, weights, key)
+    data = PackageFiles(root, manifest, key).read(weights)
     if any(step.kind == hf_text.STEP_KIND for step in manifest.preprocessing):
         return _hf_encoder(data)
     ref = manifest.provenance.source

@@ -66,7 +66,7 @@ def check_tls(certfile: Path | None, keyfile: Path | None) -> None:
 
 def check_repository(paths: list[Path], settings: ServeSettings) -> int:
     """Refuse to start with a package the server would refuse to load, saying which and why."""
-    from bushu.package.encryption import read_file
+    from bushu.package.files import PackageFiles
     from bushu.serve.metrics import ServerMetrics
     from bushu.serve.repository import ModelRepository, check_package
 
@@ -75,7 +75,7 @@ def check_repository(paths: list[Path], settings: ServeSettings) -> int:
         try:
             manifest = check_package(path, settings.require_signature)
             if manifest.encryption is not None and manifest.encryption.files:  # the key opens it, or say so now
-                read_file(path, manifest, manifest.encryption.files[0], settings.decrypt_key)
+                PackageFiles(path, manifest, settings.decrypt_key).read(manifest.encryption.files[0])
         except BushuError as exc:
             raise StartupError(f"cannot serve {path}: {exc}") from exc
     return len(available)
