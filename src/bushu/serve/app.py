@@ -26,10 +26,11 @@ from bushu.serve.asgi import ClientGone, read_body
 from bushu.serve.auth import AccessControl
 from bushu.serve.codec import HEADER_LENGTH
 from bushu.serve.dataplane import DataPlane
-from bushu.serve.fast_infer import FastInfer, error_headers, infer_v2
+from bushu.serve.fast_infer import FastInfer
+from bushu.serve.http_v2 import error_headers, infer_v2
 from bushu.serve.metrics import ServerMetrics
 from bushu.serve.openapi import openapi_document
-from bushu.serve.predict import natural_inputs
+from bushu.serve.predict import natural_inputs, search_request
 from bushu.serve.repository import ModelRepository
 from bushu.serve.settings import ServeSettings
 
@@ -44,8 +45,8 @@ def _status_only(ok: bool) -> Response:
     return Response(status_code=200 if ok else 400)
 
 
-async def _read_body(request: Request, limit: int) -> bytes:
-    return await read_body(request.receive, request.scope["headers"], limit)
+async def _read_body(request: Request, settings: ServeSettings) -> bytes:
+    return await read_body(request.receive, request.scope["headers"], settings.max_body_bytes, settings.body_timeout_s)
 
 
 def create_app(paths: list[Path], settings: ServeSettings | None = None, *, fast_infer: bool = True) -> Starlette:
@@ -75,7 +76,7 @@ def create_app(paths: list[Path], settings: ServeSettings | None = None, *, fast
 
     async def infer(request: Request) -> Response:  # the fast path's twin, for fast_infer=False
         p = request.path_params
-        body = await _read_body(request, settings.max_body_bytes)
+        body = await _read_body(request, settings)
         payload, header_length = await infer_v2(plane, p["model"], p.get("version"), body,
                                                 request.headers.get(HEADER_LENGTH))
         if header_length is None:
@@ -85,17 +86,15 @@ def create_app(paths: list[Path], settings: ServeSettings | None = None, *, fast
 
     async def predict_route(request: Request) -> Response:
         p = request.path_params
-        body = await _read_body(request, settings.max_body_bytes)
-        model = plane.lookup(p["model"], p.get("version"))
+        body = await _read_body(request, settings)
         natural = natural_inputs(body, request.headers.get("content-type", ""))
-        results = await plane.predict(model, natural)
+        results = await plane.predict(p["model"], p.get("version"), natural)
         return _json({"predictions": results} if natural.batched else results[0])
 
     async def search_route(request: Request) -> Response:
         p = request.path_params
-        body = await _read_body(request, settings.max_body_bytes)
-        model = plane.lookup(p["model"], p.get("version"))
-        return _json(await plane.search(model, body))
+        body = await _read_body(request, settings)
+        return _json(await plane.search(p["model"], p.get("version"), search_request(body)))
 
     async def repository_index(request: Request) -> Response:
         return _json(plane.repository_index())
@@ -120,7 +119,8 @@ def create_app(paths: list[Path], settings: ServeSettings | None = None, *, fast
         return _json({"error": str(exc)}, exc.status, headers)
 
     async def client_gone(request: Request, exc: Exception) -> Response:
-        return Response(status_code=400)  # nobody is left to read it
+        # Nobody is left to read it, but no answer of bushu's goes without a body.
+        return _json({"error": "the client disconnected before its request body was complete"}, 400)
 
     async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
@@ -165,7 +165,8 @@ def create_app(paths: list[Path], settings: ServeSettings | None = None, *, fast
     middleware = [Middleware(AccessControl, tokens=list(settings.tokens),
                              anonymous_rate=settings.anonymous_rate_per_s)] if guarded else []
     if fast_infer:  # inside access control, ahead of the router
-        middleware.append(Middleware(FastInfer, plane=plane, max_body_bytes=settings.max_body_bytes))
+        middleware.append(Middleware(FastInfer, plane=plane, max_body_bytes=settings.max_body_bytes,
+                                     body_timeout=settings.body_timeout_s))
     app = Starlette(
         routes=routes,
         lifespan=lifespan,

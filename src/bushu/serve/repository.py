@@ -151,7 +151,7 @@ class ModelRepository:
         def load_instances() -> tuple[Manifest, Predictor, list[bushu.runtime.Model]]:
             manifest = check_package(path, settings.require_signature)
             threads = settings.threads or None
-            return manifest, Predictor(manifest, path), [
+            return manifest, Predictor(manifest, path, settings.max_image_pixels), [
                 bushu.load(path, verify=False, threads=threads, key=settings.decrypt_key)
                 for _ in range(settings.instances)
             ]
@@ -162,6 +162,8 @@ class ModelRepository:
             max_batch_size=settings.max_batch_size,
             max_queue_delay=settings.max_queue_delay_ms / 1000,
             max_queue_size=settings.max_queue_size,
+            max_queue_bytes=settings.max_queue_bytes,
+            max_request_rows=settings.max_request_rows,
             timeout=settings.timeout_s,
             observer=self.metrics.observer(name, version),
         )
