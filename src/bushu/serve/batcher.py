@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -33,6 +34,8 @@ from bushu.runtime.base import Model, check_inputs
 from bushu.serve.asgi import PayloadTooLarge
 
 log = logging.getLogger("bushu.serve")
+#: The batcher the current request holds (see `Batcher.hold`): it may still enter it while it closes.
+_holding: contextvars.ContextVar[Batcher | None] = contextvars.ContextVar("bushu_batcher_held", default=None)
 
 
 class Overloaded(BushuError):
@@ -137,13 +140,15 @@ class Batcher:
         """Count the caller as an accepted request until it leaves: `close()` waits for it.
         Routes that prepare their tensors off the loop (the app routes) hold the batcher
         from the moment they looked the model up, so a reload in that gap loses nothing."""
-        if self._closed:
+        if self._closed and _holding.get() is not self:  # a request already holding it goes on
             raise Overloaded(f"{self.model.manifest.name} is being replaced or unloaded; retry", retry_after=1)
         self._inflight += 1
         self._idle.clear()
+        token = _holding.set(self)
         try:
             yield
         finally:
+            _holding.reset(token)
             self._inflight -= 1
             if self._inflight == 0:
                 self._idle.set()
