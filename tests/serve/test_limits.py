@@ -145,10 +145,10 @@ def test_closing_a_batcher_never_blocks_the_event_loop(slow_package):
     """A batch past its deadline is still running when the batcher closes: the thread pool and
     the model are released off the loop, which keeps ticking meanwhile."""
     model = bushu.load(slow_package, threads=1)
-    x = np.ones((512, 1024), np.float32)
+    x = np.ones((2048, 1024), np.float32)  # about a second of compute on one core
 
     async def scenario():
-        batcher = Batcher([model], max_batch_size=512, timeout=0.05)
+        batcher = Batcher([model], max_batch_size=2048, timeout=0.05)
         with pytest.raises(Exception, match="no answer within"):
             await batcher.infer({"x": x})  # answered 504; its batch runs on
         gaps, last, stop = [], time.monotonic(), asyncio.Event()
