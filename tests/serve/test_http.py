@@ -168,3 +168,36 @@ def test_the_fast_infer_route_answers_exactly_as_the_starlette_route(repository,
             assert (fast.status_code, fast.content) == (slow.status_code, slow.content), path
             for name in ("content-type", "content-length", "inference-header-content-length"):
                 assert fast.headers.get(name) == slow.headers.get(name), (path, name)
+
+
+def test_no_answer_goes_without_a_body(tiny_package):
+    """Finding 11: every status bushu answers with carries a body. A client that disconnects
+    mid-body on a Starlette route used to be answered a bare 400 with no body at all."""
+    import asyncio
+
+    from bushu.serve.app import create_app
+
+    app = create_app([tiny_package])
+
+    async def call(path):
+        sent = []
+        messages = iter([{"type": "http.request", "body": b'{"inp', "more_body": True}, {"type": "http.disconnect"}])
+
+        async def receive():
+            return next(messages)
+
+        async def send(message):
+            sent.append(message)
+
+        scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
+                 "scheme": "http", "path": path, "raw_path": path.encode(), "query_string": b"", "root_path": "",
+                 "headers": [(b"content-type", b"application/json")], "client": ("127.0.0.1", 1),
+                 "server": ("127.0.0.1", 80)}
+        await app(scope, receive, send)
+        return sent
+
+    for path in ["/v1/models/tiny/predict", "/v1/models/tiny/search", "/v2/models/tiny/infer"]:
+        sent = asyncio.run(call(path))
+        starts = [m for m in sent if m["type"] == "http.response.start"]
+        bodies = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
+        assert not starts or bodies, f"{path}: answered {starts[0]['status']} with an empty body"

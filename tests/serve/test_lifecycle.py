@@ -81,3 +81,41 @@ def test_sigterm_drains_in_flight_requests_before_exit(slow_package):
             statuses = [f.result().status_code for f in futures]
     assert statuses == [200] * 10
     assert code in (0, -signal.SIGTERM)  # uvicorn re-raises the signal after its graceful shutdown
+
+
+def test_replacing_a_version_under_app_route_load_loses_no_request(vision_package):
+    """The app routes prepare tensors in a worker thread before they batch (here: decoding a
+    large PNG, tens of milliseconds): a reload in that gap must not leave them a closed batcher
+    (before: a 504 at the deadline)."""
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (1200, 1200), np.uint8)).save(buffer, format="PNG")
+    image = buffer.getvalue()
+
+    async def scenario(url):
+        async with httpx.AsyncClient(base_url=url, timeout=60) as client:
+            stop = asyncio.Event()
+
+            async def load_loop():
+                statuses = []
+                while not stop.is_set():
+                    r = await client.post("/v1/models/digits-cnn/predict", content=image,
+                                          headers={"Content-Type": "image/png"})
+                    statuses.append(r.status_code)
+                return statuses
+
+            workers = [asyncio.create_task(load_loop()) for _ in range(8)]
+            reloads = []
+            for _ in range(5):
+                await asyncio.sleep(0.1)
+                reloads.append((await client.post("/v2/repository/models/digits-cnn/load")).status_code)
+            stop.set()
+            return reloads, [s for w in workers for s in await w]
+
+    with ThreadServer([vision_package], ServeSettings(timeout_s=5)) as server:
+        reloads, statuses = asyncio.run(scenario(server.url))
+    assert reloads == [200] * 5
+    assert len(statuses) >= 16 and set(statuses) == {200}, {s: statuses.count(s) for s in set(statuses)}

@@ -133,11 +133,16 @@ def test_embeddings_and_search_over_a_posted_corpus(minilm_package):
 
     corpus = ["The cat sat on the mat.", "Stock markets fell sharply today.", "A kitten is sleeping on a rug.",
               "The recipe needs two eggs and flour."]
-    with ThreadServer([minilm_package]) as server:
+    # two rows per request: the query and corpus are embedded in three requests, not refused
+    with ThreadServer([minilm_package], ServeSettings(max_batch_size=2, max_corpus=4)) as server:
         r = httpx.post(server.url + "/v1/models/minilm/predict", json={"texts": corpus[:2]}, timeout=60)
         found = httpx.post(server.url + "/v1/models/minilm/search",
                            json={"query": "a small cat resting", "corpus": corpus, "k": 2}, timeout=60)
         bad = httpx.post(server.url + "/v1/models/minilm/search", json={"query": "x", "corpus": []})
+        too_many = httpx.post(server.url + "/v1/models/minilm/search", json={"query": "x", "corpus": corpus + ["y"]})
+        ids = httpx.post(server.url + "/v2/models/minilm/infer", json={"inputs": [
+            {"name": "input_ids", "datatype": "INT64", "shape": [1, 3], "data": [101, 10**6, 102]},
+            {"name": "attention_mask", "datatype": "INT64", "shape": [1, 3], "data": [1, 1, 1]}]})
     assert r.status_code == 200
     got = np.array([p["embedding"] for p in r.json()["predictions"]])
     manifest = read_manifest(minilm_package)
@@ -148,3 +153,8 @@ def test_embeddings_and_search_over_a_posted_corpus(minilm_package):
     assert found.status_code == 200, found.text
     assert {h["index"] for h in found.json()["results"]} == {0, 2}  # the two cat sentences
     assert bad.status_code == 400 and "corpus" in bad.json()["error"]
+    assert too_many.status_code == 413
+    assert too_many.json()["error"] == "the corpus has 5 texts; this server searches at most 4"
+    vocab = manifest.inputs[0].range[1]
+    assert ids.status_code == 400
+    assert ids.json()["error"] == f"input 'input_ids': value 1000000 is outside its range [0, {vocab})"

@@ -21,9 +21,14 @@ def serve(
     max_batch_size: Annotated[int, typer.Option(min=1, help="rows per batch at most")] = 32,
     max_queue_delay_ms: Annotated[float, typer.Option(min=0, help="how long a batch waits to fill")] = 5.0,
     max_queue_size: Annotated[int, typer.Option(min=1, help="queued requests per model before 503")] = 1024,
+    max_queue_mb: Annotated[float, typer.Option(min=0.001, help="queued tensor data per model before 503")] = 256.0,
+    max_request_rows: Annotated[int | None, typer.Option(min=1, help="rows per request (413 above; default: --max-batch-size)")] = None,
     instances: Annotated[int, typer.Option(min=1, help="model instances running batches in parallel")] = 1,
     timeout: Annotated[float, typer.Option(min=0.001, help="seconds before a request is answered 504")] = 30.0,
     max_body_mb: Annotated[float, typer.Option(min=0.001, help="largest request body (413 above)")] = 64.0,
+    body_timeout: Annotated[float, typer.Option(min=0.001, help="seconds to send a whole body (408 and close after)")] = 30.0,
+    max_corpus: Annotated[int, typer.Option(min=1, help="texts per /search corpus (413 above)")] = 1024,
+    max_image_pixels: Annotated[int, typer.Option(min=1, help="pixels per image on app routes (413 above)")] = 4096 * 4096,
     threads: Annotated[int, typer.Option(min=0, help="intra-op threads per instance (0: runtime default)")] = 0,
     require_signature: Annotated[Path | None, typer.Option(help="public key every package must be signed with")] = None,
     decrypt_key: Annotated[Path | None, typer.Option(help="AES key file for encrypted packages (else $BUSHU_KEY)")] = None,
@@ -53,6 +58,8 @@ def serve(
     settings = ServeSettings(
         max_batch_size=max_batch_size, max_queue_delay_ms=max_queue_delay_ms, max_queue_size=max_queue_size,
         instances=instances, timeout_s=timeout, max_body_bytes=int(max_body_mb * 1024 * 1024), threads=threads,
+        max_queue_bytes=int(max_queue_mb * 1024 * 1024), max_request_rows=max_request_rows,
+        body_timeout_s=body_timeout, max_corpus=max_corpus, max_image_pixels=max_image_pixels,
         require_signature=require_signature, decrypt_key=load_key(decrypt_key),
         tokens=tuple(load_tokens(tokens)) if tokens else (), anonymous_rate_per_s=rate_limit,
     )

@@ -15,7 +15,7 @@ from pathlib import Path
 from bushu.errors import InvalidInput, NotFound
 from bushu.export.pack import pack_module
 from bushu.export.specs import parse_input_spec
-from bushu.package.manifest import Manifest
+from bushu.package.manifest import Manifest, TensorSpec
 from bushu.runtime.hf_text import tokenize_step
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt")
@@ -68,7 +68,9 @@ def pack_hf_encoder(
     length = max_length or min(limit, 256)
     if length > config.max_position_embeddings:
         raise InvalidInput(f"max_length {length} exceeds the model's {config.max_position_embeddings} positions")
-    inputs = [parse_input_spec("input_ids:INT64:batch,sequence"), parse_input_spec("attention_mask:INT64:batch,sequence")]
+    # The ids index the vocabulary and the mask is 0 or 1: the server refuses anything else.
+    inputs = [TensorSpec.model_validate({**parse_input_spec(f"{name}:INT64:batch,sequence").model_dump(), "range": span})
+              for name, span in (("input_ids", (0, config.vocab_size)), ("attention_mask", (0, 2)))]
     extra = {f"tokenizer/{f}": root / f for f in TOKENIZER_FILES if (root / f).is_file()}
     return pack_module(
         _pooled(encoder), inputs, out,

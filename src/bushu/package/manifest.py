@@ -47,6 +47,9 @@ class TensorSpec(_Strict):
     shape: list[int]
     #: Names of the dynamic axes ("batch", "sequence"); None for fixed axes.
     dims: list[str | None] | None = None
+    #: Valid values `[low, high)` of an integer input that indexes a table (vocabulary size,
+    #: user count): the server refuses a request with a value outside it before it is batched.
+    range: tuple[int, int] | None = None
 
     @field_validator("shape")
     @classmethod
@@ -63,6 +66,15 @@ class TensorSpec(_Strict):
             for size, dim in zip(self.shape, self.dims):
                 if (size == -1) != (dim is not None):
                     raise ValueError(f"{self.name}: only dynamic (-1) axes are named, got {self.dims}")
+        return self
+
+    @model_validator(mode="after")
+    def _range_fits_an_integer_input(self) -> TensorSpec:
+        if self.range is not None:
+            if not self.datatype.startswith(("INT", "UINT")):
+                raise ValueError(f"{self.name}: a range is for integer inputs, not {self.datatype}")
+            if self.range[0] >= self.range[1]:
+                raise ValueError(f"{self.name}: range {list(self.range)} is empty (low must be below high)")
         return self
 
     def dim_names(self) -> list[str | None]:

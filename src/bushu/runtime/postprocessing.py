@@ -28,14 +28,16 @@ from bushu.package.manifest import Manifest, Step
 Arrays = dict[str, np.ndarray]
 
 
-def check_ids(values: Any, count: int, what: str = "user") -> np.ndarray:
-    """INT64 ids in [0, count), or an error naming the first unknown id and the valid range."""
+def check_ids(values: Any, count: int, what: str = "user", input: str = "user") -> np.ndarray:
+    """INT64 ids in [0, count), or an error naming the input, the first unknown id and the range
+    (a negative id is refused too: it must never wrap around to another row)."""
     ids = np.asarray(values)
     if ids.dtype.kind not in "iu":
         raise InvalidInput(f"{what} ids must be integers, got {ids.dtype}")
     bad = ids[(ids < 0) | (ids >= count)]
     if bad.size:
-        raise InvalidInput(f"unknown {what} id {int(bad.flat[0])}: this model knows {what}s 0..{count - 1}")
+        raise InvalidInput(f"unknown {what} id {int(bad.flat[0])}: this model knows {what}s 0..{count - 1} "
+                           f"(input {input!r}, range [0, {count}))")
     return ids.astype(np.int64)
 
 
@@ -74,7 +76,7 @@ class Postprocessor:
         """Refuse inputs a step cannot answer for (an unknown user id) before the model runs."""
         for _, params in self._steps:
             if "n_users" in params and params["input"] in inputs:
-                check_ids(inputs[params["input"]], params["n_users"])
+                check_ids(inputs[params["input"]], params["n_users"], input=params["input"])
 
     def __call__(self, outputs: Mapping[str, np.ndarray], inputs: Mapping[str, np.ndarray],
                  k: int | None = None) -> Arrays:
@@ -99,7 +101,7 @@ class Postprocessor:
         state["labels"] = self._labels[order] if self._labels is not None else order
 
     def _top_k_unseen(self, state: Arrays, params: dict[str, Any], inputs: Arrays) -> None:
-        users = check_ids(inputs[params["input"]], params["n_users"]).reshape(-1)
+        users = check_ids(inputs[params["input"]], params["n_users"], input=params["input"]).reshape(-1)
         scores = state[params.get("scores", "scores")].astype(np.float32, copy=True)
         if scores.shape[0] != len(users):
             raise InvalidInput(f"{len(users)} user id(s) but {scores.shape[0]} row(s) of scores")

@@ -28,12 +28,13 @@ from bushu.serve.auth import AccessControl
 from bushu.serve.codec import HEADER_LENGTH
 from bushu.serve.dataplane import DataPlane
 from bushu.serve.explain_routes import explain_routes
-from bushu.serve.fast_infer import FastInfer, error_headers, infer_v2
+from bushu.serve.fast_infer import FastInfer
+from bushu.serve.http_v2 import error_headers, infer_v2
 from bushu.serve.media import render_png, video_response
 from bushu.serve.metrics import ServerMetrics
 from bushu.serve.openapi import model_doc, openapi_document
 from bushu.serve.playground_routes import playground_routes
-from bushu.serve.predict import natural_inputs
+from bushu.serve.predict import natural_inputs, search_request
 from bushu.serve.repository import ModelRepository
 from bushu.serve.settings import ServeSettings
 
@@ -48,8 +49,8 @@ def _status_only(ok: bool) -> Response:
     return Response(status_code=200 if ok else 400)
 
 
-async def _read_body(request: Request, limit: int) -> bytes:
-    return await read_body(request.receive, request.scope["headers"], limit)
+async def _read_body(request: Request, settings: ServeSettings) -> bytes:
+    return await read_body(request.receive, request.scope["headers"], settings.max_body_bytes, settings.body_timeout_s)
 
 
 def create_app(paths: list[Path], settings: ServeSettings | None = None, *, fast_infer: bool = True) -> Starlette:
@@ -79,7 +80,7 @@ def create_app(paths: list[Path], settings: ServeSettings | None = None, *, fast
 
     async def infer(request: Request) -> Response:  # the fast path's twin, for fast_infer=False
         p = request.path_params
-        body = await _read_body(request, settings.max_body_bytes)
+        body = await _read_body(request, settings)
         payload, header_length = await infer_v2(plane, p["model"], p.get("version"), body,
                                                 request.headers.get(HEADER_LENGTH))
         if header_length is None:
@@ -89,22 +90,21 @@ def create_app(paths: list[Path], settings: ServeSettings | None = None, *, fast
 
     async def predict_route(request: Request) -> Response:
         p = request.path_params
-        body = await _read_body(request, settings.max_body_bytes)
-        model = plane.lookup(p["model"], p.get("version"))
+        body = await _read_body(request, settings)
         content_type = request.headers.get("content-type", "")
-        if video := await video_response(plane, model, body, content_type, request.query_params, settings):
+        if video := await video_response(plane, p["model"], p.get("version"), body, content_type,
+                                         request.query_params, settings):
             return video
         natural = natural_inputs(body, content_type)
-        results = await plane.predict(model, natural)
+        results = await plane.predict(p["model"], p.get("version"), natural)
         if request.query_params.get("render") == "png":
             return render_png(natural.items[0], results[0])
         return _json({"predictions": results} if natural.batched else results[0])
 
     async def search_route(request: Request) -> Response:
         p = request.path_params
-        body = await _read_body(request, settings.max_body_bytes)
-        model = plane.lookup(p["model"], p.get("version"))
-        return _json(await plane.search(model, body))
+        body = await _read_body(request, settings)
+        return _json(await plane.search(p["model"], p.get("version"), search_request(body)))
 
     async def repository_index(request: Request) -> Response:
         return _json(plane.repository_index())
@@ -129,7 +129,8 @@ def create_app(paths: list[Path], settings: ServeSettings | None = None, *, fast
         return _json({"error": str(exc)}, exc.status, headers)
 
     async def client_gone(request: Request, exc: Exception) -> Response:
-        return Response(status_code=400)  # nobody is left to read it
+        # Nobody is left to read it, but no answer of bushu's goes without a body.
+        return _json({"error": "the client disconnected before its request body was complete"}, 400)
 
     async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
@@ -177,7 +178,8 @@ def create_app(paths: list[Path], settings: ServeSettings | None = None, *, fast
         middleware.append(Middleware(AccessControl, tokens=list(settings.tokens),
                                      anonymous_rate=settings.anonymous_rate_per_s))
     if fast_infer:  # inside access control, ahead of the router
-        middleware.append(Middleware(FastInfer, plane=plane, max_body_bytes=settings.max_body_bytes))
+        middleware.append(Middleware(FastInfer, plane=plane, max_body_bytes=settings.max_body_bytes,
+                                     body_timeout=settings.body_timeout_s))
     app = Starlette(
         routes=routes,
         lifespan=lifespan,

@@ -3,6 +3,7 @@ the access-control middleware and the infer fast path (`fast_infer.py`)."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
@@ -17,6 +18,13 @@ Headers = Iterable[tuple[bytes, bytes]]
 
 class PayloadTooLarge(BushuError):
     status = 413
+
+
+class BodyTimeout(BushuError):
+    """The client did not send its whole body in time: answered 408, and its connection closed
+    (a slow client holds no connection open for longer than the body timeout)."""
+
+    status = 408
 
 
 class ClientGone(Exception):
@@ -39,11 +47,20 @@ def header(headers: Headers, name: bytes) -> str | None:
     return next((v.decode("latin-1") for k, v in headers if k == name), None)
 
 
-async def read_body(receive: Receive, headers: Headers, limit: int) -> bytes:
-    """The whole request body, refused with 413 as soon as it is known to pass `limit` bytes."""
+async def read_body(receive: Receive, headers: Headers, limit: int, timeout: float | None = None) -> bytes:
+    """The whole request body, refused with 413 as soon as it is known to pass `limit` bytes,
+    and with 408 when it has not all arrived within `timeout` seconds."""
     declared = header(headers, b"content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise PayloadTooLarge(f"request body of {declared} bytes exceeds the limit of {limit} bytes")
+    try:
+        async with asyncio.timeout(timeout):
+            return await _receive_all(receive, limit)
+    except TimeoutError:
+        raise BodyTimeout(f"the request body did not arrive within {timeout:g} s") from None
+
+
+async def _receive_all(receive: Receive, limit: int) -> bytes:
     chunks, size = [], 0
     while True:
         message = await receive()

@@ -11,6 +11,7 @@ import hashlib
 import hmac
 import math
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -80,6 +81,10 @@ class TokenBucket:
         self.rate, self.capacity = rate, float(max(1, burst))
         self.level, self.updated = self.capacity, time.monotonic()
 
+    def full(self, now: float) -> bool:
+        """Refilled to its burst: forgetting it changes nothing for its client."""
+        return self.level + (now - self.updated) * self.rate >= self.capacity
+
     def take(self) -> float:
         """0 if a request may pass now, else the seconds until one may."""
         now = time.monotonic()
@@ -93,15 +98,21 @@ class TokenBucket:
 
 class AccessControl:
     """ASGI middleware: authenticate, authorise by scope, rate-limit; records the token's name
-    in `scope["state"]["token"]` for the audit log."""
+    in `scope["state"]["token"]` for the audit log.
+
+    Buckets are kept least recently used first, and memory stays bounded: a bucket that has
+    refilled is forgotten (a fresh one is the same), and past `max_buckets` the least recently
+    used is dropped even if not full (its client gets a fresh burst: the bound wins).
+    """
 
     def __init__(self, app: ASGIApp, tokens: list[Token], anonymous_rate: float | None = None,
-                 anonymous_burst: int = 10) -> None:
+                 anonymous_burst: int = 10, max_buckets: int = 100_000) -> None:
         self.app = app
         self.tokens = tokens
         self.anonymous_rate = anonymous_rate
         self.anonymous_burst = anonymous_burst
-        self.buckets: dict[str, TokenBucket] = {}
+        self.max_buckets = max_buckets
+        self.buckets: OrderedDict[str, TokenBucket] = OrderedDict()
 
     def _find(self, header: bytes | None) -> Token | None:
         if not header or not header[:7].lower() == b"bearer ":
@@ -119,7 +130,22 @@ class AccessControl:
         bucket = self.buckets.get(key)
         if bucket is None:
             bucket = self.buckets[key] = TokenBucket(rate, burst)
-        return bucket.take()
+        else:
+            self.buckets.move_to_end(key)
+        wait = bucket.take()
+        self._evict(bucket.updated)
+        return wait
+
+    def _evict(self, now: float) -> None:
+        """Forget refilled buckets from the least recently used end (at most a few per request:
+        amortised O(1)), then any beyond `max_buckets`."""
+        for _ in range(2):
+            key, oldest = next(iter(self.buckets.items()))
+            if not oldest.full(now):
+                break
+            del self.buckets[key]
+        while len(self.buckets) > self.max_buckets:
+            self.buckets.popitem(last=False)
 
     async def __call__(self, scope: Scope, receive: Callable[[], Awaitable[Any]],
                        send: Callable[[Any], Awaitable[None]]) -> None:

@@ -1,7 +1,14 @@
 """The transport-independent core of the server: health, metadata, inference, repository.
 
 HTTP routes (and later gRPC) only translate to and from these calls (MLServer's
-`handlers/dataplane.py` split). Nothing here knows about requests or responses on a wire.
+`handlers/dataplane.py` split). Nothing here knows about requests or responses on a wire:
+every method takes requests already decoded (`codec.InferRequest`, `predict.NaturalRequest`,
+`predict.SearchRequest`).
+
+No request is lost on reload, unload or shutdown: a request enters its model's batcher (or
+holds it, for the app routes that prepare tensors in a worker thread first) in the same step
+of the event loop as it looks the model up, and a batcher that closes first answers every
+request it holds.
 """
 
 from __future__ import annotations
@@ -12,9 +19,10 @@ from typing import Any, TypeVar
 
 import bushu
 from bushu.errors import BushuError
+from bushu.serve.asgi import PayloadTooLarge
 from bushu.serve.codec import InferRequest
 from bushu.serve.metrics import ServerMetrics
-from bushu.serve.predict import NaturalRequest, predict, search
+from bushu.serve.predict import NaturalRequest, SearchRequest, predict, search
 from bushu.serve.repository import LoadedModel, ModelRepository
 from bushu.serve.video import frame_answers, open_video
 
@@ -77,22 +85,39 @@ class DataPlane:
         return result
 
     async def infer(self, model: LoadedModel, request: InferRequest) -> dict[str, Any]:
-        """Run one decoded V2 request through the model's batcher."""
+        """Run one decoded V2 request through the model's batcher (`model` from `lookup`, in
+        the same step of the event loop: see the module docstring)."""
         return await self._counted(model, model.batcher.infer(request.inputs, request.outputs))
 
-    async def predict(self, model: LoadedModel, request: NaturalRequest) -> list[dict[str, Any]]:
+    async def predict(self, name: str, version: str | None, request: NaturalRequest) -> list[dict[str, Any]]:
         """Natural inputs through the package's pre- and post-processing (see `serve.predict`)."""
-        return await self._counted(model, predict(model, request))
+        model = self.lookup(name, version)
+        with model.batcher.hold():
+            return await self._counted(model, predict(model, request))
 
-    async def search(self, model: LoadedModel, body: bytes) -> dict[str, Any]:
+    async def search(self, name: str, version: str | None, request: SearchRequest) -> dict[str, Any]:
         """Top-k of a posted corpus by cosine to a query (see `serve.predict.search`)."""
-        return await self._counted(model, search(model, body))
+        model = self.lookup(name, version)
+        limit = self.repository.settings.max_corpus
+        if len(request.corpus) > limit:
+            error = PayloadTooLarge(f"the corpus has {len(request.corpus)} texts; this server searches at most {limit}")
+            self.metrics.outcome(model.name, model.version, error.status)
+            raise error
+        with model.batcher.hold():
+            return await self._counted(model, search(model, request))
 
-    async def video(self, model: LoadedModel, data: bytes, fps: float | None,
+    async def video(self, name: str, version: str | None, data: bytes, fps: float | None,
                     max_seconds: float) -> AsyncIterator[dict[str, Any]]:
-        """Open a video (400/413 now, before any answer) and return its per-frame answers (`serve.video`)."""
+        """Open a video (404/400/413 now, before any answer) and return its per-frame answers
+        (`serve.video`). Each chunk of frames is a `predict` of its own, by name, so a video that
+        spans a reload goes on with the new version and loses no frame."""
+        model = self.lookup(name, version)
         frames, first = await open_video(data, fps, max_seconds)
-        return frame_answers(model, frames, first, self.predict)
+
+        async def chunk(model: LoadedModel, request: NaturalRequest) -> list[dict[str, Any]]:
+            return await self.predict(model.name, model.version, request)
+
+        return frame_answers(model, frames, first, chunk)
 
     def repository_index(self) -> list[dict[str, str]]:
         return self.repository.index()

@@ -106,7 +106,7 @@ def explain_routes(plane: DataPlane, settings: ServeSettings) -> list[Route]:
 
     async def explain(request: Request) -> Response:
         p = request.path_params
-        body = await read_body(request.receive, request.scope["headers"], settings.max_body_bytes)
+        body = await read_body(request.receive, request.scope["headers"], settings.max_body_bytes, settings.body_timeout_s)
         model = plane.lookup(p["model"], p.get("version"))
         content_type = request.headers.get("content-type", "")
         natural = natural_inputs(body, content_type)
@@ -114,8 +114,10 @@ def explain_routes(plane: DataPlane, settings: ServeSettings) -> list[Route]:
             raise InvalidInput(f"{len(natural.items)} items in one explain request; at most {MAX_ITEMS}")
         options = _options(body, content_type, dict(request.query_params))
         async with limiter.admit():
-            served = await plane.predict(model, natural)
-            explained, seconds = await limiter.run(work, model, natural, served, options)
+            model = plane.lookup(p["model"], p.get("version"))  # again: a reload may have landed while it waited
+            with model.batcher.hold():  # the explained model is the one that served the answer
+                served = await plane.predict(model.name, model.version, natural)
+                explained, seconds = await limiter.run(work, model, natural, served, options)
         answers = [{"prediction": answer, **explanation, "explain_ms": round(seconds * 1000, 1)}
                    for answer, explanation in zip(served, explained)]
         payload = {"explanations": answers} if natural.batched else answers[0]

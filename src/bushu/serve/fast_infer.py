@@ -16,9 +16,8 @@ from typing import Any
 
 from bushu.errors import BushuError
 from bushu.serve.asgi import ClientGone, Receive, Send, header, read_body, send_bytes, send_error
-from bushu.serve.batcher import Overloaded
-from bushu.serve.codec import decode_request, encode_response
 from bushu.serve.dataplane import DataPlane
+from bushu.serve.http_v2 import error_headers, infer_v2
 
 log = logging.getLogger("bushu.serve")
 #: The two infer paths, with Starlette's `{param}` rule: one path segment, anything but "/".
@@ -26,49 +25,33 @@ INFER_PATH = re.compile(r"/v2/models/([^/]+)(?:/versions/([^/]+))?/infer")
 HEADER_LENGTH = b"inference-header-content-length"
 
 
-def error_headers(exc: BushuError) -> list[tuple[bytes, bytes]]:
-    """Overload says when to come back (503 + Retry-After)."""
-    return [(b"retry-after", str(int(max(1, exc.retry_after))).encode())] if isinstance(exc, Overloaded) else []
-
-
 class FastInfer:
-    def __init__(self, app: Any, plane: DataPlane, max_body_bytes: int) -> None:
-        self.app, self.plane, self.max_body_bytes = app, plane, max_body_bytes
+    def __init__(self, app: Any, plane: DataPlane, max_body_bytes: int, body_timeout: float | None = None) -> None:
+        self.app, self.plane = app, plane
+        self.max_body_bytes, self.body_timeout = max_body_bytes, body_timeout
 
     async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
         match = INFER_PATH.fullmatch(scope["path"]) if scope["type"] == "http" and scope["method"] == "POST" else None
         if match is None:
             return await self.app(scope, receive, send)
+        # The answer is made whole first and sent once, outside the `try`: an error can never
+        # follow a response already started (which would leave the client headers and no body).
         try:
-            await self._infer(match[1], match[2], scope, receive, send)
+            status, payload, content_type, headers = await self._infer(match[1], match[2], scope, receive)
         except ClientGone:
             return
         except BushuError as exc:
-            await send_error(send, exc.status, str(exc), error_headers(exc))
+            return await send_error(send, exc.status, str(exc), error_headers(exc))
         except Exception as exc:  # a bug, not the client's doing: logged, and answered 500
             log.exception("unexpected error on %s", scope["path"])
-            await send_error(send, 500, f"internal error: {type(exc).__name__}")
+            return await send_error(send, 500, f"internal error: {type(exc).__name__}")
+        await send_bytes(send, status, payload, content_type, headers)
 
-    async def _infer(self, name: str, version: str | None, scope: dict[str, Any], receive: Receive,
-                     send: Send) -> None:
+    async def _infer(self, name: str, version: str | None, scope: dict[str, Any],
+                     receive: Receive) -> tuple[int, bytes, bytes, list[tuple[bytes, bytes]]]:
         headers = scope["headers"]
-        body = await read_body(receive, headers, self.max_body_bytes)
+        body = await read_body(receive, headers, self.max_body_bytes, self.body_timeout)
         payload, header_length = await infer_v2(self.plane, name, version, body, header(headers, HEADER_LENGTH))
         if header_length is None:
-            return await send_bytes(send, 200, payload, b"application/json")
-        await send_bytes(send, 200, payload, b"application/octet-stream",
-                         [(HEADER_LENGTH, str(header_length).encode())])
-
-
-async def infer_v2(plane: DataPlane, name: str, version: str | None, body: bytes,
-                   header_length: str | None) -> tuple[bytes, int | None]:
-    """One V2 infer body in, the response body out (and its JSON header's length when binary
-    tensors follow): what both infer routes, this one and Starlette's, do between the bytes."""
-    model = plane.lookup(name, version)
-    try:
-        decoded = decode_request(body, header_length)
-    except BushuError as exc:  # a body that does not decode still counts as this model's failed request
-        plane.metrics.outcome(model.name, model.version, exc.status)
-        raise
-    outputs = await plane.infer(model, decoded)
-    return encode_response(model.name, model.version, decoded, outputs)
+            return 200, payload, b"application/json", []
+        return 200, payload, b"application/octet-stream", [(HEADER_LENGTH, str(header_length).encode())]

@@ -19,12 +19,12 @@ from bushu.serve.video import is_video, parse_fps
 NDJSON = "application/x-ndjson"
 
 
-async def video_response(plane: DataPlane, model: Any, body: bytes, content_type: str, query: Any,
-                         settings: ServeSettings) -> Response | None:
+async def video_response(plane: DataPlane, name: str, version: str | None, body: bytes, content_type: str,
+                         query: Any, settings: ServeSettings) -> Response | None:
     """A streaming answer for a video body, or None when the body is not a video."""
     if not is_video(content_type):
         return None
-    answers = await plane.video(model, body, parse_fps(query.get("fps")), settings.max_video_seconds)
+    answers = await plane.video(name, version, body, parse_fps(query.get("fps")), settings.max_video_seconds)
 
     async def lines() -> AsyncIterator[bytes]:
         async for answer in answers:

@@ -6,6 +6,11 @@ optionally with `"k"` — turns it into tensors with the package's declared pre-
 (outside the batched call), sends them through the same dynamic batcher as V2 inference, and
 answers with the declared post-processing: label, probabilities and top-k for classifiers,
 unseen items with scores for recommenders.
+
+Decoding a body into a `NaturalRequest` or `SearchRequest` is the HTTP layer's step
+(`natural_inputs`, `search_request`); `predict` and `search` take the decoded requests, so any
+front calls them the same way. Images are opened within the server's pixel limit before they
+are decoded: a small file that would decompress to a huge image is refused with 413.
 """
 
 from __future__ import annotations
@@ -13,6 +18,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import io
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,6 +35,7 @@ from bushu.runtime.postprocessing import Postprocessor, check_ids
 from bushu.runtime.processing import preprocess
 from bushu.runtime.text import STEP_KIND as TOKENIZE
 from bushu.runtime.text import Tokenizer
+from bushu.serve.asgi import PayloadTooLarge
 
 
 @dataclass
@@ -73,11 +81,63 @@ def natural_inputs(body: bytes, content_type: str) -> NaturalRequest:
     raise InvalidInput("expected one of 'image', 'text', 'texts', 'user', 'users' in the request")
 
 
+@dataclass
+class SearchRequest:
+    query: str
+    corpus: list[str]
+    k: int = 5
+
+
+def search_request(body: bytes) -> SearchRequest:
+    """Decode `{"query": str, "corpus": [str, ...], "k": int}`."""
+    try:
+        doc = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidInput(f"expected a JSON object: {exc}") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("query"), str):
+        raise InvalidInput("search needs a 'query' string and a 'corpus' list of strings")
+    corpus = doc.get("corpus")
+    if not isinstance(corpus, list) or not corpus or not all(isinstance(t, str) for t in corpus):
+        raise InvalidInput("'corpus' must be a non-empty list of strings")
+    k = doc.get("k", 5)
+    if not isinstance(k, int) or isinstance(k, bool) or k < 1:
+        raise InvalidInput("'k' must be a positive integer")
+    return SearchRequest(doc["query"], corpus, k)
+
+
+#: Images larger than this many pixels are refused (413) unless the server says otherwise.
+MAX_IMAGE_PIXELS = 4096 * 4096
+
+
+def open_image(data: bytes, max_pixels: int = MAX_IMAGE_PIXELS) -> Any:
+    """A PIL image of `data`, decoded only once its header shows at most `max_pixels` pixels."""
+    from PIL import Image, UnidentifiedImageError
+
+    with warnings.catch_warnings():  # Pillow's own bomb warning: this limit is the one that rules
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        try:
+            image = Image.open(io.BytesIO(data))
+        except Image.DecompressionBombError as exc:
+            raise PayloadTooLarge(f"the image is too large to decode: {exc}") from None
+        except (UnidentifiedImageError, OSError, ValueError) as exc:
+            raise InvalidInput(f"could not decode the image: {exc}") from None
+        width, height = image.size
+        if width * height > max_pixels:
+            raise PayloadTooLarge(f"the image is {width}x{height} = {width * height} pixels; "
+                                  f"this server decodes at most {max_pixels} pixels")
+        try:
+            image.load()
+        except (OSError, ValueError, SyntaxError) as exc:
+            raise InvalidInput(f"could not decode the image: {exc}") from None
+    return image
+
+
 class Predictor:
     """A package's natural input and output, built once when the package is loaded."""
 
-    def __init__(self, manifest: Manifest, root: Path) -> None:
+    def __init__(self, manifest: Manifest, root: Path, max_image_pixels: int = MAX_IMAGE_PIXELS) -> None:
         self.manifest = manifest
+        self.max_image_pixels = max_image_pixels
         self.post = Postprocessor.for_package(manifest, root)
         self.root = root
         kinds = {s.kind: s for s in manifest.preprocessing}
@@ -93,11 +153,12 @@ class Predictor:
         if self.hf_step is not None:
             return hf_text.tokenize(request.items, self.hf_step, self.root)
         if self.images:
-            return {name: np.stack([preprocess(item, self.manifest.preprocessing) for item in request.items])}
+            return {name: np.stack([preprocess(open_image(item, self.max_image_pixels), self.manifest.preprocessing)
+                                    for item in request.items])}
         if self.users is not None:
             if not all(isinstance(u, int) and not isinstance(u, bool) for u in request.items):
                 raise InvalidInput("user ids must be integers")
-            return {self.users["input"]: check_ids(request.items, self.users["n_users"])}
+            return {self.users["input"]: check_ids(request.items, self.users["n_users"], input=self.users["input"])}
         raise InvalidInput(f"model {self.manifest.name!r} declares no natural input; use the V2 infer route")
 
     def answers(self, outputs: dict[str, np.ndarray], inputs: dict[str, np.ndarray],
@@ -134,29 +195,24 @@ async def predict(model: Any, request: NaturalRequest) -> list[dict[str, Any]]:
     return place_detections(predictor.manifest, request.items, results)
 
 
-async def search(model: Any, body: bytes) -> dict[str, Any]:
-    """Semantic search: `{"query": str, "corpus": [str, ...], "k": int}` → the k corpus texts
-    nearest the query by cosine of the package's normalised embeddings."""
+async def search(model: Any, request: SearchRequest) -> dict[str, Any]:
+    """Semantic search: the k corpus texts nearest the query by cosine of the package's
+    normalised embeddings. The texts are embedded in requests of at most the batcher's
+    `max_request_rows` rows each (a corpus is split; its size is limited by the caller)."""
     predictor: Predictor = model.predictor
     if predictor.hf_step is None:
         raise InvalidInput(f"model {model.name!r} gives no text embeddings; search needs an embedding model")
-    try:
-        doc = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise InvalidInput(f"expected a JSON object: {exc}") from None
-    if not isinstance(doc, dict) or not isinstance(doc.get("query"), str):
-        raise InvalidInput("search needs a 'query' string and a 'corpus' list of strings")
-    corpus = doc.get("corpus")
-    if not isinstance(corpus, list) or not corpus or not all(isinstance(t, str) for t in corpus):
-        raise InvalidInput("'corpus' must be a non-empty list of strings")
-    k = doc.get("k", 5)
-    if not isinstance(k, int) or isinstance(k, bool) or k < 1:
-        raise InvalidInput("'k' must be a positive integer")
     name = "embedding"
-    texts = [doc["query"], *corpus]
-    inputs = await asyncio.to_thread(predictor.tensors, NaturalRequest(texts, batched=True))
-    vectors = (await model.batcher.infer(inputs, [name]))[name].astype(np.float64)
+    texts = [request.query, *request.corpus]
+    step = model.batcher.max_request_rows
+
+    async def embed(chunk: list[str]) -> np.ndarray:
+        inputs = await asyncio.to_thread(predictor.tensors, NaturalRequest(chunk, batched=True))
+        return (await model.batcher.infer(inputs, [name]))[name]
+
+    parts = await asyncio.gather(*(embed(texts[i : i + step]) for i in range(0, len(texts), step)))
+    vectors = np.concatenate(parts).astype(np.float64)
     vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
     scores = vectors[1:] @ vectors[0]
-    order = np.argsort(-scores, kind="stable")[:k]
-    return {"results": [{"index": int(i), "text": corpus[i], "score": float(scores[i])} for i in order]}
+    order = np.argsort(-scores, kind="stable")[: request.k]
+    return {"results": [{"index": int(i), "text": request.corpus[i], "score": float(scores[i])} for i in order]}

@@ -152,7 +152,7 @@ class ModelRepository:
                          for _ in range(settings.instances)]
             for instance in instances:  # ready means the first request pays no lazy start-up
                 instance.warm_up()
-            return manifest, Predictor(manifest, path), instances
+            return manifest, Predictor(manifest, path, settings.max_image_pixels), instances
 
         manifest, predictor, instances = await asyncio.to_thread(load_instances)
         batcher = Batcher(
@@ -160,6 +160,8 @@ class ModelRepository:
             max_batch_size=settings.max_batch_size,
             max_queue_delay=settings.max_queue_delay_ms / 1000,
             max_queue_size=settings.max_queue_size,
+            max_queue_bytes=settings.max_queue_bytes,
+            max_request_rows=settings.max_request_rows,
             timeout=settings.timeout_s,
             observer=self.metrics.observer(name, version),
         )

@@ -14,6 +14,10 @@ class ServeSettings:
     max_queue_delay_ms: float = 5.0
     #: Requests waiting per model version before new ones get 503 + Retry-After.
     max_queue_size: int = 1024
+    #: Bytes of tensors accepted and not yet answered per model version before 503 + Retry-After.
+    max_queue_bytes: int = 256 * 1024 * 1024
+    #: Rows one request may carry (None: `max_batch_size`); more → 413, never split.
+    max_request_rows: int | None = None
     instances: int = 1
     #: Seconds a request may take, queue and compute, before it is answered 504.
     timeout_s: float = 30.0
@@ -21,6 +25,12 @@ class ServeSettings:
     max_body_bytes: int = 64 * 1024 * 1024
     #: Longest video the predict route decodes; longer ones get 413.
     max_video_seconds: float = 600.0
+    #: Seconds a client has to send its whole body; slower ones get 408 and lose the connection.
+    body_timeout_s: float = 30.0
+    #: Texts one `/search` corpus may hold; more → 413.
+    max_corpus: int = 1024
+    #: Pixels an image sent to an app route may decode to; more → 413 (decompression bombs).
+    max_image_pixels: int = 4096 * 4096
     #: Intra-op threads per model instance (0: the runtime's default).
     threads: int = 0
     #: Public key every package must be signed with; unsigned or tampered packages are refused.
@@ -36,8 +46,11 @@ class ServeSettings:
     explain_waiting: int = 4
 
     def __post_init__(self) -> None:
-        for name in ("max_batch_size", "max_queue_size", "instances", "max_body_bytes"):
+        for name in ("max_batch_size", "max_queue_size", "max_queue_bytes", "instances", "max_body_bytes",
+                     "max_corpus", "max_image_pixels"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")
-        if self.max_queue_delay_ms < 0 or self.timeout_s <= 0 or self.threads < 0:
+        if self.max_request_rows is not None and self.max_request_rows < 1:
+            raise ValueError("max_request_rows must be at least 1")
+        if self.max_queue_delay_ms < 0 or self.timeout_s <= 0 or self.threads < 0 or self.body_timeout_s <= 0:
             raise ValueError("delays and timeouts must be positive")

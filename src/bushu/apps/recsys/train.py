@@ -20,7 +20,7 @@ from bushu.apps.recsys.metrics import recall_ndcg, top_k_unseen
 from bushu.apps.recsys.model import MatrixFactorization
 from bushu.export.pack import pack_module
 from bushu.export.specs import parse_input_spec
-from bushu.package.manifest import Manifest, Step
+from bushu.package.manifest import Manifest, Step, TensorSpec
 
 #: Called after each epoch with (epoch, epochs, mean training loss).
 Progress = Callable[[int, int, float], None]
@@ -99,7 +99,8 @@ def package(trained: TrainedRecsys, out: str | Path, *, force: bool = False) -> 
     data = trained.data
     return pack_module(
         trained.module,
-        [parse_input_spec("user:INT64:batch")],
+        [TensorSpec.model_validate({**parse_input_spec("user:INT64:batch").model_dump(),
+                                    "range": (0, data.n_users)})],
         out,
         name="recsys-mf",
         task="recommendation",

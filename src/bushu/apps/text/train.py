@@ -21,7 +21,7 @@ from bushu.apps.text.model import LSTMClassifier
 from bushu.apps.text.word_vectors import minilm_word_vectors
 from bushu.export.pack import pack_module
 from bushu.export.specs import parse_input_spec
-from bushu.package.manifest import Manifest, Step
+from bushu.package.manifest import Manifest, Step, TensorSpec
 from bushu.runtime.text import Tokenizer
 
 #: Called after each epoch with (epoch, epochs, mean training loss).
@@ -147,7 +147,8 @@ def _length_batches(rows: list[list[int]], batch_size: int, generator) -> list:
 def package(trained: TrainedText, out: str | Path, *, force: bool = False) -> Manifest:
     return pack_module(
         trained.module,
-        [parse_input_spec("ids:INT64:batch,sequence")],
+        [TensorSpec.model_validate({**parse_input_spec("ids:INT64:batch,sequence").model_dump(),
+                                    "range": (0, len(trained.tokenizer.vocab))})],
         out,
         name="sentiment-lstm",
         task="text-classification",
