@@ -45,7 +45,7 @@ def test_similar_seen_items_are_from_the_users_history(recsys_package, served):
     request, answers = served
     explained = explainer_for(recsys_package, read_manifest(recsys_package)).explain(request, answers, ExplainOptions())
     params = next(s.params for s in read_manifest(recsys_package).postprocessing if s.kind == "top_k_unseen")
-    indptr, indices = read_seen(recsys_package / params["seen"])
+    indptr, indices = read_seen((recsys_package / params["seen"]).read_bytes(), params["seen"])
     for user, explanation in zip(request.items, explained):
         history = set(indices[indptr[user] : indptr[user + 1]].tolist())
         for item in explanation["items"]:

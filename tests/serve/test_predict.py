@@ -117,7 +117,7 @@ def test_a_user_id_in_unseen_items_out(apps_server, recsys_package):
     assert r.status_code == 200, r.text
     items = [entry["item"] for entry in r.json()["items"]]
     scores = [entry["score"] for entry in r.json()["items"]]
-    indptr, indices = read_seen(recsys_package / step["seen"])
+    indptr, indices = read_seen((recsys_package / step["seen"]).read_bytes(), step["seen"])
     assert len(items) == 5 and scores == sorted(scores, reverse=True)
     assert not set(items) & set(indices[indptr[7] : indptr[8]].tolist())
     r = httpx.post(apps_server.url + f"/v1/models/{manifest.name}/predict", json={"user": step["n_users"]})

@@ -71,3 +71,24 @@ def test_the_server_refuses_a_step_that_names_a_file_outside_the_package(tiny_pa
     with pytest.raises(IntegrityError, match=r"postprocessing step 0 \(top_k_unseen\) names '/etc/passwd'"):
         check_package(pkg, None)
     shutil.rmtree(pkg)
+
+
+@pytest.mark.parametrize("which", ["seen", "vocab"])
+def test_a_step_file_swapped_after_the_check_is_refused_at_load(which, recsys_package, text_package, tmp_path):
+    """The app routes' step files (the recommender's seen items, the tokenizer's vocabulary) reach
+    the server through the same hash check as the model: bytes that changed after the package was
+    checked are refused, naming the file, instead of being used."""
+    from bushu.package import read_manifest
+    from bushu.package.files import PackageFiles
+    from bushu.serve.predict import Predictor
+    from fixtures.files import flip_byte
+
+    source = recsys_package if which == "seen" else text_package
+    pkg = shutil.copytree(source, tmp_path / "pkg")
+    manifest = check_package(pkg, None)
+    steps = [*manifest.preprocessing, *manifest.postprocessing]
+    rel = next(s.params[which] for s in steps if which in s.params)
+    Predictor(manifest, pkg, read=PackageFiles(pkg, manifest).read)  # the untouched package loads
+    flip_byte(pkg / rel, 10)
+    with pytest.raises(IntegrityError, match=rel):
+        Predictor(manifest, pkg, read=PackageFiles(pkg, read_manifest(pkg)).read)

@@ -39,7 +39,7 @@ class RecommenderExplainer:
         self.predictor = Predictor(manifest, root)
         params = self.predictor.users
         assert params is not None
-        self.indptr, self.indices = read_seen(root / params["seen"])
+        self.indptr, self.indices = read_seen((root / params["seen"]).read_bytes(), params["seen"])
         factors = [m for m in module.modules() if isinstance(m, torch.nn.Embedding)]
         bias = [p for n, p in module.named_parameters() if n.endswith("bias")]
         if len(factors) != 2 or len(bias) != 1:

@@ -16,6 +16,7 @@ batch's raw outputs to named arrays:
 
 from __future__ import annotations
 
+import io
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ import numpy as np
 
 from bushu.errors import InvalidInput, PackageError
 from bushu.package.manifest import Manifest, Step
+from bushu.runtime.base import FileReader, disk_reader
 
 Arrays = dict[str, np.ndarray]
 
@@ -41,22 +43,23 @@ def check_ids(values: Any, count: int, what: str = "user", input: str = "user") 
     return ids.astype(np.int64)
 
 
-def read_seen(path: Path) -> tuple[np.ndarray, np.ndarray]:
+def read_seen(data: bytes, name: str) -> tuple[np.ndarray, np.ndarray]:
     """(indptr, indices) of a CSR matrix of seen items per user, stored as .npz without pickles."""
     try:
-        with np.load(path, allow_pickle=False) as data:
-            return data["indptr"], data["indices"]
+        with np.load(io.BytesIO(data), allow_pickle=False) as arrays:
+            return arrays["indptr"], arrays["indices"]
     except (OSError, KeyError, ValueError) as exc:
-        raise PackageError(f"cannot read the seen items {path}: {exc}") from None
+        raise PackageError(f"cannot read the seen items {name}: {exc}") from None
 
 
 class Postprocessor:
     """The manifest's post-processing steps, ready to apply to batches of one package."""
 
     def __init__(self, steps: Sequence[Step], *, labels: Sequence[str] | None = None,
-                 root: str | Path | None = None) -> None:
+                 root: str | Path | FileReader | None = None) -> None:
+        """`root` is the package directory, or a reader of its files (`PackageFiles.read`)."""
         self._labels = np.asarray(labels, dtype=object) if labels else None
-        self._root = Path(root) if root is not None else None
+        self._read = root if callable(root) else disk_reader(Path(root)) if root is not None else None
         self._seen: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         self._steps: list[tuple[Callable[[Arrays, dict[str, Any], Arrays], None], dict[str, Any]]] = []
         known = {"softmax": self._softmax, "top_k": self._top_k, "top_k_unseen": self._top_k_unseen,
@@ -69,7 +72,7 @@ class Postprocessor:
             self._steps.append((known[step.kind], step.params))
 
     @classmethod
-    def for_package(cls, manifest: Manifest, root: str | Path) -> Postprocessor:
+    def for_package(cls, manifest: Manifest, root: str | Path | FileReader) -> Postprocessor:
         return cls(manifest.postprocessing, labels=manifest.labels, root=root)
 
     def check(self, inputs: Mapping[str, np.ndarray]) -> None:
@@ -122,9 +125,9 @@ class Postprocessor:
         state["detections"][:] = found
 
     def _load_seen(self, params: dict[str, Any]) -> None:
-        if self._root is None:
+        if self._read is None:
             raise PackageError("top_k_unseen needs the package directory to read its seen items")
-        indptr, indices = read_seen(self._root / params["seen"])
+        indptr, indices = read_seen(self._read(params["seen"]), params["seen"])
         if len(indptr) != params["n_users"] + 1:
             raise PackageError(f"{params['seen']}: {len(indptr) - 1} users, the step says {params['n_users']}")
         self._seen[params["seen"]] = (indptr, indices)

@@ -30,6 +30,7 @@ import orjson
 from bushu.errors import InvalidInput
 from bushu.package.manifest import Manifest
 from bushu.runtime import hf_text
+from bushu.runtime.base import FileReader, disk_reader
 from bushu.runtime.detection import place_detections
 from bushu.runtime.postprocessing import Postprocessor, check_ids
 from bushu.runtime.processing import preprocess
@@ -109,9 +110,16 @@ def search_request(body: bytes) -> SearchRequest:
 MAX_IMAGE_PIXELS = 4096 * 4096
 
 
-def open_image(data: bytes, max_pixels: int = MAX_IMAGE_PIXELS) -> Any:
-    """A PIL image of `data`, decoded only once its header shows at most `max_pixels` pixels."""
+def open_image(data: Any, max_pixels: int = MAX_IMAGE_PIXELS) -> Any:
+    """A PIL image of `data`, decoded only once its header shows at most `max_pixels` pixels
+    (a frame the video route decoded is already an image: it is checked the same way)."""
     from PIL import Image, UnidentifiedImageError
+
+    if isinstance(data, Image.Image):
+        if data.width * data.height > max_pixels:
+            raise PayloadTooLarge(f"the frame is {data.width}x{data.height} pixels; "
+                                  f"this server decodes at most {max_pixels} pixels")
+        return data
 
     with warnings.catch_warnings():  # Pillow's own bomb warning: this limit is the one that rules
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
@@ -135,14 +143,20 @@ def open_image(data: bytes, max_pixels: int = MAX_IMAGE_PIXELS) -> Any:
 class Predictor:
     """A package's natural input and output, built once when the package is loaded."""
 
-    def __init__(self, manifest: Manifest, root: Path, max_image_pixels: int = MAX_IMAGE_PIXELS) -> None:
+    def __init__(self, manifest: Manifest, root: Path, max_image_pixels: int = MAX_IMAGE_PIXELS,
+                 read: FileReader | None = None) -> None:
+        """`read` reads the package's files for its steps (the server passes `PackageFiles.read`:
+        the hashed bytes, decrypted in memory); without it they are read from `root`."""
         self.manifest = manifest
         self.max_image_pixels = max_image_pixels
-        self.post = Postprocessor.for_package(manifest, root)
+        read = read or disk_reader(root)
+        self.post = Postprocessor.for_package(manifest, read)
         self.root = root
         kinds = {s.kind: s for s in manifest.preprocessing}
-        self.tokenizer = Tokenizer.from_manifest(manifest, root) if TOKENIZE in kinds else None
+        self.tokenizer = Tokenizer.from_manifest(manifest, read) if TOKENIZE in kinds else None
         self.hf_step = kinds.get(hf_text.STEP_KIND)
+        #: parsed once here, not from tokenizer.json on every request
+        self.hf_tokenizer = hf_text.load_tokenizer(self.hf_step, read) if self.hf_step is not None else None
         self.images = "decode_image" in kinds
         self.users = next((s.params for s in manifest.postprocessing if s.kind == "top_k_unseen"), None)
 
@@ -151,7 +165,7 @@ class Predictor:
         if self.tokenizer is not None:
             return {self.tokenizer.input: self.tokenizer.encode_batch(request.items)}
         if self.hf_step is not None:
-            return hf_text.tokenize(request.items, self.hf_step, self.root)
+            return hf_text.tokenize(request.items, self.hf_step, self.hf_tokenizer)
         if self.images:
             return {name: np.stack([preprocess(open_image(item, self.max_image_pixels), self.manifest.preprocessing)
                                     for item in request.items])}

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import bushu
 from bushu.errors import BushuError, InvalidInput, NotFound
+from bushu.package.files import PackageFiles
 from bushu.package.manifest import Manifest
 from bushu.package.signing import verify_signature
 from bushu.package.store import scan_repository, verify_package
@@ -152,7 +153,8 @@ class ModelRepository:
                          for _ in range(settings.instances)]
             for instance in instances:  # ready means the first request pays no lazy start-up
                 instance.warm_up()
-            return manifest, Predictor(manifest, path, settings.max_image_pixels), instances
+            files = PackageFiles(path, manifest, settings.decrypt_key)  # the steps' files: hashed bytes, read once
+            return manifest, Predictor(manifest, path, settings.max_image_pixels, read=files.read), instances
 
         manifest, predictor, instances = await asyncio.to_thread(load_instances)
         batcher = Batcher(
