@@ -1,0 +1,44 @@
+"""Runs one `SchedulerOutput` on the model: cache moves, one batched decode call for every
+running sequence, the prefill chunks, then the next token of each sequence that has logits."""
+
+from __future__ import annotations
+
+import torch
+
+from bushu.generate.sampling import sample
+from bushu.generate.scheduler import SchedulerOutput
+from bushu.generate.sequence import Sequence
+
+
+class Runner:
+    def __init__(self, model, cache) -> None:
+        self.model = model
+        self.cache = cache
+
+    def execute(self, out: SchedulerOutput) -> list[tuple[Sequence, int]]:
+        self.cache.reserve(out.rows, out.length)
+        for src, dst, length in out.moves:
+            self.cache.move(src, dst, length)
+        sampled: list[tuple[Sequence, int]] = []
+        if out.decode:
+            ids = torch.tensor([s.output[-1] for s in out.decode], dtype=torch.long, device=self.cache.device)
+            lengths = torch.tensor([s.cache_len for s in out.decode], dtype=torch.long, device=self.cache.device)
+            logits = self.model.decode(ids, lengths, self.cache).float().cpu()
+            sampled += self._choose(out.decode, logits)
+        for seq, start, end in out.prefill:
+            ids = torch.tensor(seq.prompt[start:end], dtype=torch.long, device=self.cache.device)
+            logits = self.model.prefill(ids, seq.slot, start, self.cache)
+            if end == len(seq.prompt):
+                sampled += self._choose([seq], logits.float().cpu())
+        return sampled
+
+    @staticmethod
+    def _choose(seqs: list[Sequence], logits: torch.Tensor) -> list[tuple[Sequence, int]]:
+        plain = [i for i, s in enumerate(seqs) if s.params.greedy and s.params.repetition_penalty == 1.0]
+        chosen: dict[int, int] = {}
+        if plain:  # one argmax for every greedy row
+            chosen.update(zip(plain, logits[plain].argmax(-1).tolist()))
+        for i, seq in enumerate(seqs):
+            if i not in chosen:
+                chosen[i] = sample(logits[i], seq.params, seq.generator, seq.prompt + seq.output)
+        return [(seq, chosen[i]) for i, seq in enumerate(seqs)]
