@@ -32,6 +32,9 @@ def serve(
     ssl_certfile: Annotated[Path | None, typer.Option(help="TLS certificate (PEM)")] = None,
     ssl_keyfile: Annotated[Path | None, typer.Option(help="TLS private key (PEM)")] = None,
     audit_log: Annotated[Path | None, typer.Option(help="also append audit lines to this file")] = None,
+    max_tokens_in_flight: Annotated[int, typer.Option(min=1, help="generation: KV-cache tokens (prompt + new) "
+                                                                  "reserved at most; beyond, requests wait")] = 32768,
+    max_sequences: Annotated[int, typer.Option(min=1, help="generation: sequences decoded together at most")] = 64,
 ) -> None:
     """Serve packages over the Open Inference Protocol v2 (HTTP), with dynamic batching."""
     from bushu.package.encryption import load_key
@@ -49,6 +52,7 @@ def serve(
         instances=instances, timeout_s=timeout, max_body_bytes=int(max_body_mb * 1024 * 1024), threads=threads,
         require_signature=require_signature, decrypt_key=load_key(decrypt_key),
         tokens=tuple(load_tokens(tokens)) if tokens else (), anonymous_rate_per_s=rate_limit,
+        max_tokens_in_flight=max_tokens_in_flight, max_sequences=max_sequences,
     )
 
     def announce(scheme: str, bound_host: str, bound_port: int) -> None:

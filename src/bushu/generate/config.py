@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -128,12 +128,9 @@ class EngineSettings:
     max_waiting: int = 256
     #: Prompt tokens prefilled per step, so running sequences wait at most one chunk.
     prefill_chunk: int = 256
-    #: Seconds a request may wait for admission before it is refused (503).
-    admission_timeout_s: float = 30.0
     threads: int = 0
     precision: str = "fp32"
     device: str = "cpu"
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         for name in ("max_tokens_in_flight", "max_sequences", "max_waiting", "prefill_chunk"):

@@ -14,34 +14,23 @@ import asyncio
 import logging
 import threading
 import time
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from collections.abc import AsyncIterator
 from typing import Any
 
 from bushu.errors import BushuError, InvalidInput
 from bushu.generate.config import EngineSettings, GenerationConfig, SamplingParams
-from bushu.generate.runner import Runner
-from bushu.generate.sampling import generator_for
 from bushu.generate.scheduler import Overloaded, Scheduler
-from bushu.generate.sequence import Event, Sequence
+from bushu.generate.sequence import Event, GenerationObserver, Sequence
 from bushu.generate.text import Detokenizer, TextCodec
 
 log = logging.getLogger("bushu.generate")
 
 
-@dataclass
-class GenerationObserver:
-    """Hooks the server's metrics fill in; the engine knows nothing of Prometheus."""
-
-    first_token: Callable[[float], None] = lambda seconds: None
-    inter_token: Callable[[float], None] = lambda seconds: None
-    tokens: Callable[[int], None] = lambda count: None
-    load: Callable[[int, int], None] = lambda running, waiting: None
-
-
 class EngineCore:
     def __init__(self, model: Any, cache: Any, codec: TextCodec, config: GenerationConfig,
                  settings: EngineSettings, observer: GenerationObserver | None = None) -> None:
+        from bushu.generate.runner import Runner  # torch: only once a model is opened
+
         self.model, self.codec, self.config, self.settings = model, codec, config, settings
         self.observer = observer or GenerationObserver()
         self.scheduler = Scheduler(settings, encoder_decoder=model.is_encoder_decoder)
@@ -75,6 +64,8 @@ class EngineCore:
 
     def add(self, seq: Sequence) -> None:
         self.check(seq.prompt, seq.params)
+        from bushu.generate.sampling import generator_for
+
         seq.generator = generator_for(seq.params)
         seq.detokenizer = Detokenizer(self.codec, seq.params.stop)
         self.scheduler.add(seq)

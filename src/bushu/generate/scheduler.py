@@ -15,19 +15,11 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass, field
 
-from bushu.errors import BushuError
 from bushu.generate.config import EngineSettings
 from bushu.generate.sequence import Sequence
+from bushu.serve.batcher import Overloaded  # 503 + Retry-After, as the batcher's full queue
 
-
-class Overloaded(BushuError):
-    """Too many requests waiting for a place in the cache: 503 with Retry-After."""
-
-    status = 503
-
-    def __init__(self, message: str, retry_after: float = 1.0) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after
+__all__ = ["Overloaded", "Scheduler", "SchedulerOutput"]
 
 
 @dataclass

@@ -52,3 +52,13 @@ class Event:
     finish_reason: str | None = None
     prompt_tokens: int = 0
     completion_tokens: int = 0
+
+
+@dataclass
+class GenerationObserver:
+    """Hooks the server's metrics fill in; the engine knows nothing of Prometheus."""
+
+    first_token: Callable[[float], None] = lambda seconds: None
+    inter_token: Callable[[float], None] = lambda seconds: None
+    tokens: Callable[[int], None] = lambda count: None
+    load: Callable[[int, int], None] = lambda running, waiting: None

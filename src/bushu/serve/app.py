@@ -27,6 +27,7 @@ from bushu.serve.auth import AccessControl
 from bushu.serve.codec import HEADER_LENGTH
 from bushu.serve.dataplane import DataPlane
 from bushu.serve.fast_infer import FastInfer, error_headers, infer_v2
+from bushu.serve.generate_routes import generate_routes
 from bushu.serve.metrics import ServerMetrics
 from bushu.serve.openapi import openapi_document
 from bushu.serve.predict import natural_inputs
@@ -160,6 +161,7 @@ def create_app(paths: list[Path], settings: ServeSettings | None = None, *, fast
         Route("/v2/repository/models/{model}/unload", repository_unload, methods=["POST"]),
         Route("/metrics", prometheus),
         Route("/v2/openapi.json", openapi),
+        *generate_routes(plane, settings.max_body_bytes),
     ]
     guarded = bool(settings.tokens) or settings.anonymous_rate_per_s is not None
     middleware = [Middleware(AccessControl, tokens=list(settings.tokens),

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import bushu
 from bushu.errors import BushuError, InvalidInput, NotFound, PackageError
+from bushu.generate.config import GENERATION_TASKS
 from bushu.package.manifest import Manifest
 from bushu.package.signing import verify_signature
 from bushu.package.store import read_manifest, scan_repository, verify_package
@@ -147,6 +148,10 @@ class ModelRepository:
 
     async def _open(self, name: str, version: str, path: Path) -> LoadedModel:
         settings = self.settings
+        if read_manifest(path).task in GENERATION_TASKS:  # a generation engine instead of a batcher
+            from bushu.generate.serving import open_engine
+
+            return await open_engine(name, version, path, settings, self.metrics)
 
         def load_instances() -> tuple[Manifest, Predictor, list[bushu.runtime.Model]]:
             manifest = check_package(path, settings.require_signature)

@@ -29,9 +29,14 @@ class ServeSettings:
     tokens: tuple[Token, ...] = ()
     #: Requests per second per client address when no tokens are configured (None: unlimited).
     anonymous_rate_per_s: float | None = None
+    #: Generation packages: KV-cache tokens (prompt + new, reserved per sequence) at most.
+    max_tokens_in_flight: int = 32768
+    #: Generation packages: sequences decoded together at most.
+    max_sequences: int = 64
 
     def __post_init__(self) -> None:
-        for name in ("max_batch_size", "max_queue_size", "instances", "max_body_bytes"):
+        for name in ("max_batch_size", "max_queue_size", "instances", "max_body_bytes", "max_tokens_in_flight",
+                     "max_sequences"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")
         if self.max_queue_delay_ms < 0 or self.timeout_s <= 0 or self.threads < 0:
