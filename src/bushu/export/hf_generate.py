@@ -157,7 +157,7 @@ def _teacher_forced(core: Any, lengths: list[int], seqs: list[list[int]], steps:
     import torch
 
     model, cache = core.model, core.runner.cache
-    cache.reserve(len(lengths), max(lengths) + steps + 1)
+    cache.reserve(len(lengths), max(lengths) + steps + 1, max(lengths) if model.is_encoder_decoder else 0)
     logits: list[list[Any]] = [[] for _ in lengths]
     for row, (n, ids) in enumerate(zip(lengths, seqs)):
         if model.is_encoder_decoder:

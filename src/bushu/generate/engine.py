@@ -75,7 +75,7 @@ class EngineCore:
         out = self.scheduler.schedule()
         self.observer.load(len(self.scheduler.running), len(self.scheduler.waiting))
         if out.empty:
-            self.runner.cache.reserve(out.rows, out.length)
+            self.runner.cache.reserve(out.rows, out.length, out.source)
             for src, dst, length in out.moves:
                 self.runner.cache.move(src, dst, length)
             return []

@@ -16,7 +16,7 @@ class Runner:
         self.cache = cache
 
     def execute(self, out: SchedulerOutput) -> list[tuple[Sequence, int]]:
-        self.cache.reserve(out.rows, out.length)
+        self.cache.reserve(out.rows, out.length, out.source)
         for src, dst, length in out.moves:
             self.cache.move(src, dst, length)
         sampled: list[tuple[Sequence, int]] = []

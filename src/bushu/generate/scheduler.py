@@ -33,6 +33,8 @@ class SchedulerOutput:
     #: Cache rows and positions this step needs.
     rows: int = 0
     length: int = 0
+    #: Source tokens (an encoder-decoder's cross-attention) this step needs.
+    source: int = 0
 
     @property
     def empty(self) -> bool:
@@ -101,7 +103,11 @@ class Scheduler:
             budget -= self._chunk(out, self.waiting.popleft(), budget)
         active = (*self.running, *self.prefilling)
         out.rows = max((s.slot for s in active), default=-1) + 1
-        out.length = max((self.need(s) for s in active), default=0)
+        if self.encoder_decoder:
+            out.length = max((s.params.max_new_tokens + 1 for s in active), default=0)
+            out.source = max((len(s.prompt) for s in active), default=0)
+        else:
+            out.length = max((self.need(s) for s in active), default=0)
         return out
 
     def _admit(self, seq: Sequence) -> bool:
