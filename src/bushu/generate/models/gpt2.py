@@ -8,6 +8,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from bushu.errors import InvalidInput
 from bushu.generate.kv_cache import KVCache
 
 _ACTIVATIONS = {
@@ -24,7 +25,7 @@ class Model:
 
     def __init__(self, config: dict[str, Any], state: dict[str, torch.Tensor]) -> None:
         if config.get("scale_attn_by_inverse_layer_idx") or config.get("reorder_and_upcast_attn"):
-            raise ValueError("GPT-2 attention variants (scale_attn_by_inverse_layer_idx, reorder_and_upcast_attn) "
+            raise InvalidInput("GPT-2 attention variants (scale_attn_by_inverse_layer_idx, reorder_and_upcast_attn) "
                              "are not supported")
         prefix = "transformer." if "transformer.wte.weight" in state else ""
         w = lambda name: state[prefix + name]  # noqa: E731
