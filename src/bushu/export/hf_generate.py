@@ -54,7 +54,7 @@ def step_signature(model: Any) -> tuple[list[TensorSpec], list[TensorSpec]]:
 def pack_hf_generator(
     directory: str | Path, out: str | Path, *, name: str, version: str = "1", force: bool = False,
     prompts: int = DEFAULT_PROMPTS, tolerance: float = DEFAULT_TOLERANCE, new_tokens: int = 12,
-    defaults: dict[str, Any] | None = None, seed: int = 0,
+    defaults: dict[str, Any] | None = None, seed: int = 0, metrics: dict[str, float] | None = None,
 ) -> Manifest:
     """Pack and verify a local causal LM or encoder-decoder directory (see the module docstring)."""
     root = Path(directory)
@@ -89,6 +89,7 @@ def pack_hf_generator(
             outputs=[_tensor("logits", "FP32", ["batch", "tokens", int(config["vocab_size"])])],
             variants={VARIANT: Variant(file=WEIGHTS, backend="pytorch")}, default_variant=VARIANT,
             provenance=Provenance(bushu_version=bushu.__version__, source=str(root)), files=hash_files(staging),
+            metrics=metrics or {},
         )
         core = open_core(staging, draft, EngineSettings(max_sequences=64))
         error = verify_logits(source, core, tolerance, seed)
