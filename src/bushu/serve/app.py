@@ -27,6 +27,7 @@ from bushu.serve.auth import AccessControl
 from bushu.serve.codec import HEADER_LENGTH
 from bushu.serve.dataplane import DataPlane
 from bushu.serve.fast_infer import FastInfer, error_headers, infer_v2
+from bushu.serve.generate_predict import generates, generation_predict
 from bushu.serve.generate_routes import generate_routes
 from bushu.serve.metrics import ServerMetrics
 from bushu.serve.openapi import openapi_document
@@ -88,6 +89,8 @@ def create_app(paths: list[Path], settings: ServeSettings | None = None, *, fast
         p = request.path_params
         body = await _read_body(request, settings.max_body_bytes)
         model = plane.lookup(p["model"], p.get("version"))
+        if generates(model):  # a completion or a translation (serve/generate_predict.py)
+            return await generation_predict(request, model, body)
         natural = natural_inputs(body, request.headers.get("content-type", ""))
         results = await plane.predict(model, natural)
         return _json({"predictions": results} if natural.batched else results[0])
