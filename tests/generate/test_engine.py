@@ -92,3 +92,15 @@ def test_bad_sampling_parameters_name_their_field(gpt2_package, given, message):
     core = core_for(gpt2_package)
     with pytest.raises(InvalidInput, match=message):
         parse_params(given, core.config)
+
+
+def test_the_static_padded_decode_of_the_gpu_path_changes_no_token(gpt2_package):
+    """The CUDA-graph step (fixed shapes, padding rows writing to a scratch position), run eagerly here."""
+    texts = [core_for(gpt2_package).codec.encode(t) for t in TEXTS]
+    params = [SamplingParams(max_new_tokens=n, ignore_eos=True) for n in (5, 17, 9, 12)]
+
+    def run(**settings):
+        core = core_for(gpt2_package, max_tokens_in_flight=512, max_sequences=8, **settings)
+        return [s.output for s in core.run_to_completion([Sequence(t, p) for t, p in zip(texts, params)])]
+
+    assert run(static_cache=True) == run()

@@ -131,6 +131,10 @@ class EngineSettings:
     threads: int = 0
     precision: str = "fp32"
     device: str = "cpu"
+    #: The whole cache allocated at start and the decode step padded to fixed bucket shapes ...
+    static_cache: bool = False
+    #: ... each captured once as a CUDA graph and replayed (the GPU path; implies static_cache).
+    cuda_graphs: bool = False
 
     def __post_init__(self) -> None:
         for name in ("max_tokens_in_flight", "max_sequences", "max_waiting", "prefill_chunk"):
