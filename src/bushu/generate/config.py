@@ -138,6 +138,8 @@ class EngineSettings:
     static_cache: bool = False
     #: ... each captured once as a CUDA graph and replayed (the GPU path; implies static_cache).
     cuda_graphs: bool = False
+    #: What runs the decode step: "pytorch", or "openvino" (decoder-only models, CPU).
+    decode: str = "pytorch"
 
     def __post_init__(self) -> None:
         for name in ("max_tokens_in_flight", "max_sequences", "max_waiting", "prefill_chunk"):

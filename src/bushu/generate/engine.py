@@ -34,7 +34,8 @@ class EngineCore:
         self.model, self.codec, self.config, self.settings = model, codec, config, settings
         self.observer = observer or GenerationObserver()
         self.scheduler = Scheduler(settings, encoder_decoder=model.is_encoder_decoder)
-        self.runner = Runner(model, cache, static=settings.static_cache, graphs=settings.cuda_graphs)
+        self.runner = Runner(model, cache, static=settings.static_cache, graphs=settings.cuda_graphs,
+                             decode=settings.decode, threads=settings.threads)
         self.eos = set(config.eos_token_ids)
 
     def check(self, prompt: list[int], params: SamplingParams) -> None:

@@ -11,12 +11,16 @@ from bushu.generate.sequence import Sequence
 
 
 class Runner:
-    def __init__(self, model, cache, *, static: bool = False, graphs: bool = False,
-                 buckets: tuple[int, ...] = (1, 2, 4, 8, 16, 32, 64)) -> None:
+    def __init__(self, model, cache, *, static: bool = False, graphs: bool = False, decode: str = "pytorch",
+                 threads: int = 0, buckets: tuple[int, ...] = (1, 2, 4, 8, 16, 32, 64)) -> None:
         self.model = model
         self.cache = cache
         self.decode = model.decode
-        if static or graphs:
+        if decode == "openvino":
+            from bushu.generate.openvino_decode import OpenVinoDecode
+
+            self.decode = OpenVinoDecode(model, cache, threads)
+        elif static or graphs:
             from bushu.generate.static_decode import StaticDecode
 
             self.decode = StaticDecode(model, cache, buckets, graphs=graphs)
