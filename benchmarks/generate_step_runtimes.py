@@ -80,7 +80,9 @@ def main() -> None:
     options.intra_op_num_threads = args.threads
     session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
     core = ov.Core()
-    compiled = core.compile_model(str(onnx_path), "CPU", {"INFERENCE_NUM_THREADS": args.threads})
+    # f32 explicitly: on AVX-512 BF16 CPUs OpenVINO defaults to bf16, which would not be equal precision
+    compiled = core.compile_model(str(onnx_path), "CPU", {"INFERENCE_NUM_THREADS": args.threads,
+                                                          "INFERENCE_PRECISION_HINT": "f32"})
     rows = []
     for batch in (int(b) for b in args.batches.split(",")):
         ids = np.random.randint(0, 50000, batch).astype(np.int64)

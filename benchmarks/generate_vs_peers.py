@@ -119,7 +119,13 @@ def main() -> None:
         subprocess.run([sys.executable, "-m", "bushu.cli", "pack", str(src), "-o", str(package), "--name",
                         "gpt2-small", "--verify-prompts", "8", "--force"], check=True)
     peers = args.peers.split(",")
-    notes, rows = [], []
+    notes: list[str] = []
+    class Rows(list):  # each row is logged as it comes, so a long run shows progress
+        def append(self, item: dict) -> None:
+            super().append(item)
+            print(item, file=sys.stderr, flush=True)
+
+    rows = Rows()
     for streams in (int(s) for s in args.streams.split(",")):
         batch = prompts(streams, args.prompt_tokens)
         print(f"-- {streams} streams", file=sys.stderr, flush=True)
@@ -133,7 +139,6 @@ def main() -> None:
                 rows.append(static_batches(f"CTranslate2 {quantization} (static batch)",
                                            ctranslate2_peer(src, args.workdir, quantization, args.threads),
                                            batch, streams, args.new_tokens))
-        print(rows[-1], file=sys.stderr, flush=True)
     if "ort-genai" in peers:
         notes.append("onnxruntime-genai 0.18.0 installs; its model builder was not run here (see the report)")
     if "ov-genai" in peers:

@@ -12,15 +12,15 @@ from bushu.package import verify_package
 TEXTS = ["the cat", "a long time ago in a land far away there", "hello", "we went to the market and bought"]
 
 
-def core_for(package, **settings):
-    return open_core(package, verify_package(package), EngineSettings(**settings))
+def core_for(package, variant=None, **settings):
+    return open_core(package, verify_package(package), EngineSettings(**settings), variant=variant)
 
 
-@pytest.mark.parametrize("kind", ["gpt2", "t5"])
-def test_greedy_tokens_equal_transformers_generate(kind, request):
+@pytest.mark.parametrize("kind, variant", [("gpt2", "openvino-fp32"), ("gpt2", "pytorch-fp32"), ("t5", None)])
+def test_greedy_tokens_equal_transformers_generate(kind, variant, request):
     package = request.getfixturevalue(f"{kind}_package")
     source = request.getfixturevalue(f"{kind}_source")
-    core = core_for(package)
+    core = core_for(package, variant)
     prompts = [core.codec.encode(t) for t in TEXTS]
     seqs = core.run_to_completion([Sequence(p, SamplingParams(max_new_tokens=10)) for p in prompts])
     eos = core.config.eos_token_ids
@@ -92,3 +92,17 @@ def test_bad_sampling_parameters_name_their_field(gpt2_package, given, message):
     core = core_for(gpt2_package)
     with pytest.raises(InvalidInput, match=message):
         parse_params(given, core.config)
+
+
+def test_the_static_padded_decode_of_the_gpu_path_changes_no_token(gpt2_package):
+    """The CUDA-graph step (fixed shapes, padding rows writing to a scratch position), run eagerly here."""
+    texts = [core_for(gpt2_package).codec.encode(t) for t in TEXTS]
+    params = [SamplingParams(max_new_tokens=n, ignore_eos=True) for n in (5, 17, 9, 12)]
+
+    def run(variant, **settings):
+        core = core_for(gpt2_package, variant, max_tokens_in_flight=512, max_sequences=8, **settings)
+        return [s.output for s in core.run_to_completion([Sequence(t, p) for t, p in zip(texts, params)])]
+
+    dynamic = run("pytorch-fp32")
+    assert run("pytorch-fp32", static_cache=True) == dynamic
+    assert run("openvino-fp32") == dynamic  # and the CPU's default variant agrees too

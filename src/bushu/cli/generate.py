@@ -37,7 +37,7 @@ def generate(
     ids = core.codec.encode(prompt, "prompt")
     given = {"max_tokens": max_tokens, "temperature": temperature, "top_k": top_k, "top_p": top_p,
              "repetition_penalty": repetition_penalty, "stop": stop or None, "seed": seed}
-    params = parse_params({k: v for k, v in given.items() if v is not None}, core.config)
+    params = parse_params({k: v for k, v in given.items() if v is not None}, core.config, room=core.room(ids))
 
     def show(event) -> None:
         if stream:

@@ -30,6 +30,7 @@ from bushu.package.store import hash_files, staged_package, write_manifest
 DEFAULT_TOLERANCE = 1e-4
 DEFAULT_PROMPTS = 50
 VARIANT = "pytorch-fp32"
+OPENVINO_VARIANT = "openvino-fp32"
 
 
 def _tensor(name: str, datatype: str, axes: list[int | str]) -> TensorSpec:
@@ -54,7 +55,8 @@ def step_signature(model: Any) -> tuple[list[TensorSpec], list[TensorSpec]]:
 def pack_hf_generator(
     directory: str | Path, out: str | Path, *, name: str, version: str = "1", force: bool = False,
     prompts: int = DEFAULT_PROMPTS, tolerance: float = DEFAULT_TOLERANCE, new_tokens: int = 12,
-    defaults: dict[str, Any] | None = None, seed: int = 0, metrics: dict[str, float] | None = None,
+    defaults: dict[str, Any] | None = None, seed: int = 0, openvino: bool = True,
+    metrics: dict[str, float] | None = None,
 ) -> Manifest:
     """Pack and verify a local causal LM or encoder-decoder directory (see the module docstring)."""
     root = Path(directory)
@@ -91,17 +93,24 @@ def pack_hf_generator(
             provenance=Provenance(bushu_version=bushu.__version__, source=str(root)), files=hash_files(staging),
             metrics=metrics or {},
         )
-        core = open_core(staging, draft, EngineSettings(max_sequences=64))
-        error = verify_logits(source, core, tolerance, seed)
-        equal = verify_greedy(source, core, prompts, new_tokens, seed)
+        # Every variant is verified on the packed files: PyTorch's decode step, and (decoder-only)
+        # OpenVINO's, which runs the step faster on a CPU and so is the default there.
+        kinds = {VARIANT: "pytorch"} | ({OPENVINO_VARIANT: "openvino"} if kind == "gpt2" and openvino else {})
+        variants = {}
+        for key, decode in kinds.items():
+            core = open_core(staging, draft.model_copy(update={"variants": {key: Variant(
+                file=WEIGHTS, backend="pytorch", options={"decode": decode})}, "default_variant": key}),
+                EngineSettings(max_sequences=64))
+            error = verify_logits(source, core, tolerance, seed)
+            equal = verify_greedy(source, core, prompts, new_tokens, seed)
+            variants[key] = Variant(
+                file=WEIGHTS, backend="openvino" if decode == "openvino" else "pytorch", max_rel_error={"logits": error},
+                metrics={"greedy_prompts_equal": float(equal)}, options={"architecture": kind, "decode": decode},
+                notes=(f"bushu's {kind} forward over a slot KV cache, decode step on {decode}; cached logits within "
+                       f"{tolerance:g} of transformers', greedy tokens equal generate() on {equal} prompts"))
         inputs, outputs = step_signature(core.model)
         manifest = draft.model_copy(update=dict(
-            inputs=inputs, outputs=outputs,
-            variants={VARIANT: Variant(
-                file=WEIGHTS, backend="pytorch", max_rel_error={"logits": error},
-                metrics={"greedy_prompts_equal": float(equal)}, options={"architecture": kind},
-                notes=(f"bushu's {kind} forward over a slot KV cache; cached logits within {tolerance:g} of "
-                       f"transformers', greedy tokens equal generate() on {equal} prompts"))},
+            inputs=inputs, outputs=outputs, variants=variants, default_variant=list(variants)[-1],
             provenance=Provenance(bushu_version=bushu.__version__, source=str(root), weights_file=WEIGHTS,
                                   exporter=f"bushu.generate.models.{kind}"),
             files=hash_files(staging)))
@@ -171,7 +180,7 @@ def _teacher_forced(core: Any, lengths: list[int], seqs: list[list[int]], steps:
     past = [1 if model.is_encoder_decoder else n for n in lengths]
     for step in range(1, steps):
         tokens = torch.tensor([ids[n + step - 1] for n, ids in zip(lengths, seqs)])
-        out = model.decode(tokens, torch.tensor([p + step - 1 for p in past]), cache)
+        out = core.runner.decode(tokens, torch.tensor([p + step - 1 for p in past]), cache)
         for row in range(len(lengths)):
             logits[row].append(out[row])
     return logits

@@ -74,8 +74,9 @@ def _number(name: str, value: Any, *, integer: bool = False) -> float:
 
 
 def parse_params(given: Mapping[str, Any], defaults: GenerationConfig, *,
-                 ignored: frozenset[str] = frozenset()) -> SamplingParams:
-    """One request's parameters over the package's defaults; every error names its field."""
+                 ignored: frozenset[str] = frozenset(), room: int | None = None) -> SamplingParams:
+    """One request's parameters over the package's defaults; every error names its field.
+    `room` (new tokens the context leaves this prompt) caps the default max tokens, never a given one."""
     unknown = sorted(k for k in given if k not in PARAMETERS and k not in ignored)
     if unknown:
         raise InvalidInput(f"unknown sampling parameter(s) {unknown}; known: {sorted(PARAMETERS)}")
@@ -112,6 +113,8 @@ def parse_params(given: Mapping[str, Any], defaults: GenerationConfig, *,
         values[key] = value
     base = {k: getattr(defaults, k) for k in ("max_new_tokens", "temperature", "top_k", "top_p",
                                               "repetition_penalty", "seed")}
+    if room is not None:
+        base["max_new_tokens"] = max(1, min(base["max_new_tokens"], room))
     base["stop"] = tuple(defaults.stop)
     return SamplingParams(**{**base, **values})
 
@@ -131,6 +134,12 @@ class EngineSettings:
     threads: int = 0
     precision: str = "fp32"
     device: str = "cpu"
+    #: The whole cache allocated at start and the decode step padded to fixed bucket shapes ...
+    static_cache: bool = False
+    #: ... each captured once as a CUDA graph and replayed (the GPU path; implies static_cache).
+    cuda_graphs: bool = False
+    #: What runs the decode step: "pytorch", or "openvino" (decoder-only models, CPU).
+    decode: str = "pytorch"
 
     def __post_init__(self) -> None:
         for name in ("max_tokens_in_flight", "max_sequences", "max_waiting", "prefill_chunk"):

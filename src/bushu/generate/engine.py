@@ -34,7 +34,8 @@ class EngineCore:
         self.model, self.codec, self.config, self.settings = model, codec, config, settings
         self.observer = observer or GenerationObserver()
         self.scheduler = Scheduler(settings, encoder_decoder=model.is_encoder_decoder)
-        self.runner = Runner(model, cache)
+        self.runner = Runner(model, cache, static=settings.static_cache, graphs=settings.cuda_graphs,
+                             decode=settings.decode, threads=settings.threads)
         self.eos = set(config.eos_token_ids)
 
     def check(self, prompt: list[int], params: SamplingParams) -> None:
@@ -61,6 +62,12 @@ class EngineCore:
         if need > self.settings.max_tokens_in_flight:
             raise InvalidInput(f"'max_tokens': prompt and new tokens ({need}) exceed the server's "
                                f"--max-tokens-in-flight of {self.settings.max_tokens_in_flight}")
+
+    def room(self, prompt: list[int]) -> int:
+        """New tokens the context leaves after `prompt`."""
+        if self.model.is_encoder_decoder:
+            return self.config.context - 1
+        return self.config.context - len(prompt)
 
     def add(self, seq: Sequence) -> None:
         self.check(seq.prompt, seq.params)
@@ -132,6 +139,8 @@ class GenerationEngine:
         self._wake = threading.Condition()
         self._closing = False
         self._active = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
         self._thread = threading.Thread(target=self._loop, name=f"bushu-generate-{name}", daemon=True)
         self._thread.start()
 
@@ -163,6 +172,7 @@ class GenerationEngine:
         queue: asyncio.Queue[Event | BushuError] = asyncio.Queue()
         seq = Sequence(prompt, params, sink=lambda event: loop.call_soon_threadsafe(queue.put_nowait, event))
         self._active += 1
+        self._idle.clear()
         with self._wake:
             self._inbox.append(seq)
             self._wake.notify()
@@ -177,6 +187,8 @@ class GenerationEngine:
         finally:
             seq.cancelled = seq.finish_reason is None
             self._active -= 1
+            if not self._active:
+                self._idle.set()
 
     async def generate(self, prompt: list[int], params: SamplingParams) -> tuple[str, list[int], Event]:
         """The whole answer: its text, its tokens and the last event (finish reason, usage)."""
@@ -218,8 +230,8 @@ class GenerationEngine:
                     seq.cancelled = True
 
     async def drain(self) -> None:
-        while self._active:
-            await asyncio.sleep(0.01)
+        """Wait until every accepted request has been answered."""
+        await self._idle.wait()
 
     async def close(self) -> None:
         """Finish every accepted request, then stop the thread."""

@@ -25,8 +25,11 @@ def is_generation(manifest: Manifest) -> bool:
 
 
 def open_core(root: Path, manifest: Manifest, settings: EngineSettings | None = None,
-              observer: GenerationObserver | None = None) -> EngineCore:
-    """Build the engine for a checked package (the caller verified its hashes)."""
+              observer: GenerationObserver | None = None, variant: str | None = None) -> EngineCore:
+    """Build the engine for a checked package (the caller verified its hashes), running `variant`
+    (default: the manifest's); on a GPU the decode step is always PyTorch's."""
+    import dataclasses
+
     try:
         import torch
     except ImportError:
@@ -42,6 +45,11 @@ def open_core(root: Path, manifest: Manifest, settings: EngineSettings | None = 
             raise PackageError(f"{root}: a generation package lists {rel}; this one does not")
     if manifest.encryption is not None:
         raise PackageError("encrypted generation packages are not supported yet")
+    name = variant or manifest.default_variant
+    if name not in manifest.variants:
+        raise InvalidInput(f"variant {name!r} not in package {manifest.name}; it has {sorted(manifest.variants)}")
+    decode = manifest.variants[name].options.get("decode", "pytorch") if settings.device == "cpu" else "pytorch"
+    settings = dataclasses.replace(settings, decode=decode)
     config = GenerationConfig.model_validate_json((root / CONFIG_FILE).read_bytes())
     device = settings.device
     if device == "cuda" and not torch.cuda.is_available():

@@ -11,9 +11,19 @@ from bushu.generate.sequence import Sequence
 
 
 class Runner:
-    def __init__(self, model, cache) -> None:
+    def __init__(self, model, cache, *, static: bool = False, graphs: bool = False, decode: str = "pytorch",
+                 threads: int = 0, buckets: tuple[int, ...] = (1, 2, 4, 8, 16, 32, 64)) -> None:
         self.model = model
         self.cache = cache
+        self.decode = model.decode
+        if decode == "openvino":
+            from bushu.generate.openvino_decode import OpenVinoDecode
+
+            self.decode = OpenVinoDecode(model, cache, threads)
+        elif static or graphs:
+            from bushu.generate.static_decode import StaticDecode
+
+            self.decode = StaticDecode(model, cache, buckets, graphs=graphs)
 
     def execute(self, out: SchedulerOutput) -> list[tuple[Sequence, int]]:
         self.cache.reserve(out.rows, out.length, out.source)
@@ -23,7 +33,7 @@ class Runner:
         if out.decode:
             ids = torch.tensor([s.output[-1] for s in out.decode], dtype=torch.long, device=self.cache.device)
             lengths = torch.tensor([s.cache_len for s in out.decode], dtype=torch.long, device=self.cache.device)
-            logits = self.model.decode(ids, lengths, self.cache).float().cpu()
+            logits = self.decode(ids, lengths, self.cache).float().cpu()
             sampled += self._choose(out.decode, logits)
         for seq, start, end in out.prefill:
             ids = torch.tensor(seq.prompt[start:end], dtype=torch.long, device=self.cache.device)

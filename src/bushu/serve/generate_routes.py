@@ -89,10 +89,7 @@ def _params(doc: dict[str, Any], engine: GenerationEngine, prompt: list[int], ne
     given = {k: v for k, v in doc.items() if k in PARAMETERS}
     if doc.get("max_completion_tokens") is not None:
         given.setdefault("max_tokens", doc["max_completion_tokens"])
-    config = engine.config
-    if "max_tokens" not in given and "max_new_tokens" not in given and not engine.core.model.is_encoder_decoder:
-        given["max_tokens"] = max(1, min(config.max_new_tokens, config.context - len(prompt)))
-    return parse_params(given, config)
+    return parse_params(given, engine.config, room=engine.core.room(prompt))
 
 
 def _engine(plane: Any, request: Request, name: str | None = None) -> GenerationEngine:

@@ -82,9 +82,11 @@ class Model:
         return (h if all_logits else h[-1:]) @ self.lm_head.T
 
     @torch.inference_mode()
-    def decode(self, ids: torch.Tensor, lengths: torch.Tensor, cache: KVCache) -> torch.Tensor:
-        """One token for each of slots 0..n-1, each at position `lengths[i]`; logits [n, vocab]."""
-        n, end = ids.shape[0], int(lengths.max()) + 1
+    def decode(self, ids: torch.Tensor, lengths: torch.Tensor, cache: KVCache, end: int | None = None) -> torch.Tensor:
+        """One token for each of slots 0..n-1, each at position `lengths[i]`; logits [n, vocab].
+        `end` (attend over that many positions, masked) fixes the shapes for a CUDA graph."""
+        n = ids.shape[0]
+        end = int(lengths.max()) + 1 if end is None else end
         rows = torch.arange(n, device=ids.device)
         mask = (torch.arange(end, device=ids.device)[None, :] <= lengths[:, None])[:, None, None, :]
 
@@ -95,4 +97,6 @@ class Model:
                                                  cache.v[layer, :n, :, :end], attn_mask=mask)
             return out.reshape(n, self.width)
 
-        return self._blocks(self.wte[ids] + self.wpe[lengths], attend) @ self.lm_head.T
+        # (a padding row of the static step sits at the scratch position, one past the last)
+        positions = lengths.clamp(max=self.max_positions - 1)
+        return self._blocks(self.wte[ids] + self.wpe[positions], attend) @ self.lm_head.T

@@ -121,16 +121,18 @@ class Model:
         return self._decode(start_ids, torch.zeros(1, dtype=torch.long, device=ids.device), cache, slot, slot + 1)
 
     @torch.inference_mode()
-    def decode(self, ids: torch.Tensor, lengths: torch.Tensor, cache: KVCache) -> torch.Tensor:
-        return self._decode(ids, lengths, cache, 0, ids.shape[0])
+    def decode(self, ids: torch.Tensor, lengths: torch.Tensor, cache: KVCache, end: int | None = None) -> torch.Tensor:
+        return self._decode(ids, lengths, cache, 0, ids.shape[0], end)
 
-    def _decode(self, ids: torch.Tensor, lengths: torch.Tensor, cache: KVCache, first: int, last: int) -> torch.Tensor:
-        n, end = ids.shape[0], int(lengths.max()) + 1
+    def _decode(self, ids: torch.Tensor, lengths: torch.Tensor, cache: KVCache, first: int, last: int,
+                end: int | None = None) -> torch.Tensor:
+        n = ids.shape[0]
+        end = int(lengths.max()) + 1 if end is None else end
         rows = torch.arange(first, last, device=ids.device)
         keys = torch.arange(end, device=ids.device)
         bias = self._bias(self.dec_bias, lengths[:, None], keys, False)  # [n, heads, 1, end]
         bias = bias.masked_fill((keys[None, :] > lengths[:, None])[:, None, None, :], float("-inf"))
-        source = int(cache.source_lengths[first:last].max())
+        source = int(cache.source_lengths[first:last].max()) if end is None else cache.source
         cross_mask = (torch.arange(source, device=ids.device)[None, :]
                       < cache.source_lengths[first:last, None])[:, None, None, :]
         h = self.shared[ids]
