@@ -154,7 +154,7 @@ def train_translate(
 def demo(
     workdir: Annotated[Path, typer.Option(help="where the demo writes its packages")] = Path("bushu-demo"),
 ) -> None:
-    """The main job: train three apps, package MiniLM, optimise the CNN, serve all four, call them over HTTP."""
+    """The main job: train five apps, package MiniLM, optimise the CNN, serve all six, call them over HTTP."""
     from bushu.demo import run_demo
 
     run_demo(workdir, out)
