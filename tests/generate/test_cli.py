@@ -28,3 +28,13 @@ def test_generate_refuses_bad_input_by_name(gpt2_package, tiny_package):
     assert result.exit_code == 1 and "'max_tokens' must be at least 1" in result.output
     result = CliRunner().invoke(app, ["generate", str(tiny_package), "hi"])
     assert result.exit_code == 1 and "not a generation package" in result.output
+
+
+def test_a_generation_package_is_not_run_as_a_tensor_model(gpt2_package):
+    import pytest
+
+    import bushu
+    from bushu.errors import InvalidInput
+
+    with pytest.raises(InvalidInput, match="text-generation package: run it with `bushu generate` or `bushu serve`"):
+        bushu.load(gpt2_package)

@@ -32,7 +32,7 @@ def test_greedy_tokens_equal_transformers_generate(kind, variant, request):
 
 
 def test_sampling_with_a_seed_is_reproducible_and_the_seed_matters(gpt2_package):
-    core = core_for(gpt2_package)
+    core = core_for(gpt2_package, "pytorch-fp32")
     prompt = core.codec.encode(TEXTS[0])
 
     def draw(seed):
@@ -47,7 +47,7 @@ def test_sampling_with_a_seed_is_reproducible_and_the_seed_matters(gpt2_package)
 
 
 def test_a_long_prompt_is_prefilled_in_chunks_without_stalling_a_running_sequence(gpt2_package):
-    core = core_for(gpt2_package, prefill_chunk=16)
+    core = core_for(gpt2_package, "pytorch-fp32", prefill_chunk=16)
     params = SamplingParams(max_new_tokens=40, ignore_eos=True)
     running = Sequence(core.codec.encode("the cat"), params)
     core.add(running)
@@ -60,14 +60,14 @@ def test_a_long_prompt_is_prefilled_in_chunks_without_stalling_a_running_sequenc
         core.step()
         assert len(running.output) == before + 1, f"the running sequence stalled at step {step}"
         assert (len(long.output) == 1) == (step == 6)
-    lone = core_for(gpt2_package).run_to_completion([Sequence(list(range(1, 101)), long.params)])[0]
+    lone = core_for(gpt2_package, "pytorch-fp32").run_to_completion([Sequence(list(range(1, 101)), long.params)])[0]
     while core.scheduler.has_work:
         core.step()
     assert long.output == lone.output
 
 
 def test_the_cache_bound_makes_a_request_wait_and_refuses_one_that_can_never_fit(gpt2_package):
-    core = core_for(gpt2_package, max_tokens_in_flight=100)
+    core = core_for(gpt2_package, "pytorch-fp32", max_tokens_in_flight=100)
     params = SamplingParams(max_new_tokens=50, ignore_eos=True)
     a, b = Sequence([5, 6, 7], params), Sequence([8, 9, 10], params)
     core.add(a)
@@ -89,14 +89,14 @@ def test_the_cache_bound_makes_a_request_wait_and_refuses_one_that_can_never_fit
     ({"stop": [""]}, "'stop' must be a non-empty string"),
 ])
 def test_bad_sampling_parameters_name_their_field(gpt2_package, given, message):
-    core = core_for(gpt2_package)
+    core = core_for(gpt2_package, "pytorch-fp32")
     with pytest.raises(InvalidInput, match=message):
         parse_params(given, core.config)
 
 
 def test_the_static_padded_decode_of_the_gpu_path_changes_no_token(gpt2_package):
     """The CUDA-graph step (fixed shapes, padding rows writing to a scratch position), run eagerly here."""
-    texts = [core_for(gpt2_package).codec.encode(t) for t in TEXTS]
+    texts = [core_for(gpt2_package, "pytorch-fp32").codec.encode(t) for t in TEXTS]
     params = [SamplingParams(max_new_tokens=n, ignore_eos=True) for n in (5, 17, 9, 12)]
 
     def run(variant, **settings):

@@ -96,13 +96,13 @@ def pack_hf_generator(
         # Every variant is verified on the packed files: PyTorch's decode step, and (decoder-only)
         # OpenVINO's, which runs the step faster on a CPU and so is the default there.
         kinds = {VARIANT: "pytorch"} | ({OPENVINO_VARIANT: "openvino"} if kind == "gpt2" and openvino else {})
-        variants = {}
+        variants, memo = {}, {}
         for key, decode in kinds.items():
             core = open_core(staging, draft.model_copy(update={"variants": {key: Variant(
                 file=WEIGHTS, backend="pytorch", options={"decode": decode})}, "default_variant": key}),
                 EngineSettings(max_sequences=64))
-            error = verify_logits(source, core, tolerance, seed)
-            equal = verify_greedy(source, core, prompts, new_tokens, seed)
+            error = verify_logits(source, core, tolerance, seed, memo=memo)
+            equal = verify_greedy(source, core, prompts, new_tokens, seed, memo=memo)
             variants[key] = Variant(
                 file=WEIGHTS, backend="openvino" if decode == "openvino" else "pytorch", max_rel_error={"logits": error},
                 metrics={"greedy_prompts_equal": float(equal)}, options={"architecture": kind, "decode": decode},
@@ -136,8 +136,11 @@ def _vocab(core: Any) -> int:
     return min(core.model.vocab_size, core.codec.tokenizer.get_vocab_size())
 
 
-def verify_logits(source: Any, core: Any, tolerance: float, seed: int, steps: int = 6) -> float:
-    """Cached, batched step logits against `transformers`' uncached forward on the same tokens."""
+def verify_logits(source: Any, core: Any, tolerance: float, seed: int, steps: int = 6,
+                  memo: dict | None = None) -> float:
+    """Cached, batched step logits against `transformers`' uncached forward on the same tokens
+    (`memo` keeps transformers' answers between the variants of one pack)."""
+    memo = {} if memo is None else memo
     import torch
 
     generator = torch.Generator().manual_seed(seed)
@@ -146,13 +149,17 @@ def verify_logits(source: Any, core: Any, tolerance: float, seed: int, steps: in
     seqs = [torch.randint(0, _vocab(core), (n + steps,), generator=generator).tolist() for n in lengths]
     ours = _teacher_forced(core, lengths, seqs, steps)
     for i, (n, ids) in enumerate(zip(lengths, seqs)):
+        key = ("logits", tuple(ids), n)
         with torch.inference_mode():
-            if core.model.is_encoder_decoder:
+            if key in memo:
+                ref = memo[key]
+            elif core.model.is_encoder_decoder:
                 start = [core.config.decoder_start_token_id]
                 ref = source(input_ids=torch.tensor([ids[:n]]),
                              decoder_input_ids=torch.tensor([start + ids[n:n + steps - 1]])).logits[0]
             else:
                 ref = source(input_ids=torch.tensor([ids])).logits[0, n - 1:n - 1 + steps]
+        memo[key] = ref
         for step in range(steps):
             error = float((ours[i][step] - ref[step]).abs().max() / ref[step].abs().max().clamp(min=1e-12))
             worst = max(worst, error)
@@ -186,8 +193,9 @@ def _teacher_forced(core: Any, lengths: list[int], seqs: list[list[int]], steps:
     return logits
 
 
-def verify_greedy(source: Any, core: Any, prompts: int, new_tokens: int, seed: int) -> int:
+def verify_greedy(source: Any, core: Any, prompts: int, new_tokens: int, seed: int, memo: dict | None = None) -> int:
     """Greedy tokens through the engine (all prompts batched) against `generate()`, one by one."""
+    memo = {} if memo is None else memo
     import torch
 
     from bushu.generate.sequence import Sequence
@@ -200,11 +208,14 @@ def verify_greedy(source: Any, core: Any, prompts: int, new_tokens: int, seed: i
     seqs = core.run_to_completion([Sequence(p, params) for p in batch])
     eos = core.config.eos_token_ids
     for i, (prompt, seq) in enumerate(zip(batch, seqs)):
-        with torch.inference_mode():
-            kwargs = dict(max_new_tokens=new_tokens, do_sample=False, num_beams=1,
-                          pad_token_id=eos[0] if eos else 0, eos_token_id=eos or None)
-            out = source.generate(torch.tensor([prompt]), attention_mask=torch.ones(1, len(prompt), dtype=torch.long),
-                                  **kwargs)[0].tolist()
+        key = ("greedy", tuple(prompt), new_tokens)
+        if key not in memo:
+            with torch.inference_mode():
+                kwargs = dict(max_new_tokens=new_tokens, do_sample=False, num_beams=1,
+                              pad_token_id=eos[0] if eos else 0, eos_token_id=eos or None)
+                memo[key] = source.generate(torch.tensor([prompt]), attention_mask=torch.ones(
+                    1, len(prompt), dtype=torch.long), **kwargs)[0].tolist()
+        out = memo[key]
         expected = out[1:] if core.model.is_encoder_decoder else out[len(prompt):]
         expected = [t for t in expected if t not in eos]
         if expected != seq.output:

@@ -6,7 +6,8 @@ import functools
 import os
 from pathlib import Path
 
-from bushu.errors import NotFound
+from bushu.errors import InvalidInput, NotFound
+from bushu.generate.config import GENERATION_TASKS
 from bushu.package.encryption import load_key, read_file
 from bushu.package.store import read_manifest, verify_package
 from bushu.runtime.base import Backend, Model
@@ -49,6 +50,9 @@ def load(
     """
     root = Path(directory)
     manifest = verify_package(root) if verify else read_manifest(root)
+    if manifest.task in GENERATION_TASKS:  # its variants run in the generation engine, not a Backend
+        raise InvalidInput(f"{manifest.name} is a {manifest.task} package: run it with `bushu generate` or "
+                           "`bushu serve` (bushu.generate)")
     name = variant or manifest.default_variant
     if name not in manifest.variants:
         raise NotFound(f"variant {name!r} not in package {manifest.name}; it has {sorted(manifest.variants)}")
