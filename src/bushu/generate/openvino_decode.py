@@ -1,9 +1,10 @@
 """The decode step on OpenVINO, the cache staying where it is.
 
-Measured here (benchmarks/generate_step_runtimes.py, GPT-2-small, one thread): OpenVINO runs
-the decode step 1.7–2.1× faster than PyTorch at batch 1–64, ONNX Runtime 1.05–1.5×. So on a
-CPU the step bushu repeats most goes to OpenVINO, converted at load from bushu's own torch
-forward (no second weights file). The whole cache tensor is handed over by shared memory (no
+Measured here (benchmarks/generate_step_runtimes.py, GPT-2-small, one thread, f32): OpenVINO
+runs the bare decode step 1.1–1.6× faster than PyTorch at batch 1–64, ONNX Runtime 1.05–1.45×;
+served end to end on the loaded 2-core machine it was not faster (24 vs 28–46 tokens/s at 16
+streams), so it is the `openvino-fp32` variant, verified like the default, not the default.
+It is converted at load from bushu's own torch forward (no second weights file). The whole cache tensor is handed over by shared memory (no
 copy): the graph reads rows 0..n-1 over the full capacity (masked by each row's length) and
 returns this token's keys and values, which are written into the cache in place. Prefill, cache
 moves and sampling stay in PyTorch.

@@ -53,6 +53,14 @@ def check_package(path: Path, public_key: Path | None) -> Manifest:
     return verify_package(path)
 
 
+def _task(path: Path) -> str | None:
+    """The task a package states; None if its manifest is unreadable (the check then says why)."""
+    try:
+        return read_manifest(path).task
+    except BushuError:
+        return None
+
+
 def _version_key(version: str) -> tuple:
     return (0, int(version), "") if version.isdigit() else (1, 0, version)
 
@@ -148,7 +156,7 @@ class ModelRepository:
 
     async def _open(self, name: str, version: str, path: Path) -> LoadedModel:
         settings = self.settings
-        if read_manifest(path).task in GENERATION_TASKS:  # a generation engine instead of a batcher
+        if _task(path) in GENERATION_TASKS:  # a generation engine instead of a batcher (it checks the package too)
             from bushu.generate.serving import open_engine
 
             return await open_engine(name, version, path, settings, self.metrics)
