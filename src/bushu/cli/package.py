@@ -33,6 +33,9 @@ def pack(
     kwargs: Annotated[str | None, typer.Option(help="JSON object of constructor arguments")] = None,
     tolerance: Annotated[float, typer.Option(help="max relative error accepted at export")] = 1e-4,
     max_length: Annotated[int | None, typer.Option(help="text packages: tokens per text at most")] = None,
+    verify_prompts: Annotated[int, typer.Option(help="generators: greedy prompts checked against generate()")] = 50,
+    generation: Annotated[str | None, typer.Option(help="generators: JSON of generation defaults "
+                                                         "(max_new_tokens, temperature, top_k, top_p, stop, ...)")] = None,
     force: Force = False,
 ) -> None:
     """Package a model: export and verify a PyTorch module, a transformers encoder, or a Keras, TensorFlow,
@@ -55,9 +58,16 @@ def pack(
     elif is_hf_directory(source):
         if weights or input:
             raise InvalidInput("--weights and --input apply to PyTorch sources; a transformers directory has its own")
-        from bushu.export.hf import pack_hf_encoder
+        from bushu.export.hf import _name, hf_task, pack_hf_encoder
 
-        manifest = pack_hf_encoder(source, output, name=name, version=version, max_length=max_length, force=force)
+        if hf_task(source) == "feature-extraction":
+            manifest = pack_hf_encoder(source, output, name=name, version=version, max_length=max_length, force=force)
+        else:
+            from bushu.export.hf_generate import pack_hf_generator
+
+            manifest = pack_hf_generator(source, output, name=name or _name(Path(source)), version=version,
+                                         prompts=verify_prompts, tolerance=tolerance, force=force,
+                                         defaults=_json_object(generation, "--generation"))
     elif source.endswith(".onnx") and Path(source).is_file():
         if weights or input:
             raise InvalidInput("--weights and --input apply to PyTorch sources; an ONNX file states its own inputs")
@@ -72,12 +82,7 @@ def pack(
 
         if not input:
             raise InvalidInput("a PyTorch source needs --input NAME:DTYPE:SHAPE for each forward() argument")
-        try:
-            ctor = json.loads(kwargs) if kwargs else {}
-        except json.JSONDecodeError as exc:
-            raise InvalidInput(f"--kwargs is not valid JSON: {exc}") from None
-        if not isinstance(ctor, dict):
-            raise InvalidInput("--kwargs must be a JSON object")
+        ctor = _json_object(kwargs, "--kwargs")
         module = build_module(source, weights, ctor)
         manifest = pack_module(
             module, [parse_input_spec(s) for s in input], output,
@@ -102,6 +107,16 @@ def _check_source(source: str) -> None:
         raise InvalidInput(f"{path}: a directory, but not a transformers model (no config.json)")
     if not colon and path.is_file() and path.suffix != ".onnx":
         raise InvalidInput(f"{path}: not an .onnx file; for a PyTorch module pass module:Class or file.py:Class")
+
+
+def _json_object(text: str | None, option: str) -> dict:
+    try:
+        value = json.loads(text) if text else {}
+    except json.JSONDecodeError as exc:
+        raise InvalidInput(f"{option} is not valid JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise InvalidInput(f"{option} must be a JSON object")
+    return value
 
 
 @app.command()

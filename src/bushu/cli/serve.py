@@ -39,6 +39,9 @@ def serve(
     audit_log: Annotated[Path | None, typer.Option(help="also append audit lines to this file")] = None,
     log_format: Annotated[str, typer.Option(help="server lines on stderr as text or json (one object a line)")] = "text",
     log_level: Annotated[str, typer.Option(help="debug, info (an access line per request), warning or error")] = "info",
+    max_tokens_in_flight: Annotated[int, typer.Option(min=1, help="generation: KV-cache tokens (prompt + new) "
+                                                                  "reserved at most; beyond, requests wait")] = 32768,
+    max_sequences: Annotated[int, typer.Option(min=1, help="generation: sequences decoded together at most")] = 64,
 ) -> None:
     """Serve packages over the Open Inference Protocol v2 (HTTP), with dynamic batching."""
     from bushu.package.encryption import load_key
@@ -62,6 +65,7 @@ def serve(
         body_timeout_s=body_timeout, max_corpus=max_corpus, max_image_pixels=max_image_pixels,
         require_signature=require_signature, decrypt_key=load_key(decrypt_key),
         tokens=tuple(load_tokens(tokens)) if tokens else (), anonymous_rate_per_s=rate_limit,
+        max_tokens_in_flight=max_tokens_in_flight, max_sequences=max_sequences,
     )
 
     def announce(scheme: str, bound_host: str, bound_port: int) -> None:  # only once the port answers
@@ -86,10 +90,19 @@ def bench(
     client: Annotated[str, typer.Option(help="raw (httptools on asyncio: cheapest, http only) or aiohttp (https too)")] = "raw",
     plot: Annotated[Path, typer.Option(help="PNG latency plot to write")] = Path("bench.png"),
     serve_arg: Annotated[list[str] | None, typer.Option("--serve-arg", help="extra `bushu serve` argument when given a package")] = None,
+    generate: Annotated[bool, typer.Option(help="generation mode: concurrent streams on /v1/completions")] = False,
+    requests: Annotated[int | None, typer.Option(help="generation: prompts sent (default: one per stream)")] = None,
+    prompt_tokens: Annotated[int, typer.Option(min=1, help="generation: tokens per prompt")] = 128,
+    new_tokens: Annotated[int, typer.Option(min=1, help="generation: tokens generated per prompt")] = 128,
 ) -> None:
-    """Load a server (or a package served for the run): throughput, p50/p90/p99 latency, a PNG plot."""
+    """Load a server (or a package served for the run): throughput, p50/p90/p99 latency, a PNG plot;
+    with --generate, output tokens/s, time to first token and inter-token latency of -c streams."""
     from bushu.bench import run_load, served, v2_target
     from bushu.bench.report import plot_latency, result_table
+
+    if generate:
+        _bench_generation(target, model, serve_arg, concurrency, requests or concurrency, prompt_tokens, new_tokens)
+        return
 
     if client not in ("raw", "aiohttp"):
         raise InvalidInput(f"--client must be raw or aiohttp, not {client!r}")
@@ -108,3 +121,27 @@ def bench(
     out.print(f"latency plot → {plot}", highlight=False)
     if result.requests == 0:
         raise BushuError(f"no request succeeded ({result.error_count} failed: {result.errors})")
+
+
+def _bench_generation(target: str, model: str | None, serve_arg: list[str] | None, streams: int, requests: int,
+                      prompt_tokens: int, new_tokens: int) -> None:
+    import numpy as np
+    from rich.table import Table
+
+    from bushu.bench import served
+    from bushu.bench.generation import generation_model, run_generation
+
+    with served(target, serve_arg) as url:
+        name = model or generation_model(url)
+        prompts = np.random.default_rng(0).integers(1, 200, size=(requests, prompt_tokens)).tolist()
+        out.print(f"benching {url}: {name}, {requests} prompts of {prompt_tokens} tokens, {new_tokens} new tokens "
+                  f"each, {streams} streams", highlight=False)
+        result = run_generation(url, name, prompts, new_tokens=new_tokens, streams=streams)
+    s = result.summary()
+    table = Table("streams", "tokens", "tokens/s", "TTFT p50 ms", "TTFT p99 ms", "ITL p50 ms", "ITL p99 ms", "errors")
+    table.add_row(str(streams), f"{result.tokens:,}", f"{s['tokens_per_s']:,.1f}", f"{s['ttft_p50_ms']:.1f}",
+                  f"{s['ttft_p99_ms']:.1f}", f"{s['itl_p50_ms']:.1f}", f"{s['itl_p99_ms']:.1f}", str(len(result.errors)))
+    out.print(table)
+    out.print(f"{result.tokens} tokens in {result.seconds:.2f} s: {s['tokens_per_s']:.1f} output tokens/s", highlight=False)
+    if result.errors:
+        raise BushuError(f"{len(result.errors)} requests failed: {result.errors[:3]}")

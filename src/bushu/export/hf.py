@@ -22,8 +22,32 @@ TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_ma
 OUTPUTS = ["last_hidden_state", "embedding"]
 
 
+#: Architecture suffixes whose head packing as an encoder would drop: refused, never repurposed.
+_HEADS = ("ForSequenceClassification", "ForTokenClassification", "ForQuestionAnswering", "ForMaskedLM",
+          "ForMultipleChoice", "ForNextSentencePrediction", "ForPreTraining")
+_GENERATORS = ("ForCausalLM", "LMHeadModel", "ForConditionalGeneration")
+
+
 def is_hf_directory(path: str | Path) -> bool:
     return Path(path).is_dir() and (Path(path) / "config.json").is_file()
+
+
+def hf_task(directory: str | Path) -> str:
+    """What a transformers directory holds, from its config: "feature-extraction" (an encoder),
+    or the generation task of a language model bushu can run; anything else is refused by name."""
+    config = json.loads((Path(directory) / "config.json").read_text())
+    names = config.get("architectures") or []
+    generative = config.get("is_encoder_decoder") or any(n.endswith(_GENERATORS) for n in names)
+    if generative or config.get("model_type") in ("gpt2", "t5"):
+        from bushu.generate.models import architecture
+
+        return architecture(config)[0]
+    heads = [n for n in names if n.endswith(_HEADS)]
+    if heads:
+        raise InvalidInput(
+            f"{directory}: {heads[0]} has a task head bushu does not pack; supported: encoders (…Model) as "
+            "feature-extraction, GPT-2 causal LMs as text-generation, T5 as text2text-generation")
+    return "feature-extraction"
 
 
 def _pooled(encoder):  # -> torch.nn.Module
@@ -53,6 +77,9 @@ def pack_hf_encoder(
     root = Path(directory)
     if not is_hf_directory(root):
         raise NotFound(f"{root}: not a transformers model directory (config.json is missing)")
+    task = hf_task(root)
+    if task != "feature-extraction":
+        raise InvalidInput(f"{root}: a {task} model is not an encoder; `bushu pack` packs it for generation")
     if not (root / "tokenizer.json").is_file():
         raise InvalidInput(f"{root}: no tokenizer.json; bushu needs the fast tokenizer's file to tokenize")
     try:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from bushu.errors import NotFound
+from bushu.errors import InvalidInput, NotFound
+from bushu.generate.config import GENERATION_TASKS
 from bushu.package.encryption import load_key
 from bushu.package.files import PackageFiles
 from bushu.package.store import read_manifest
@@ -51,6 +52,9 @@ def load(
     """
     root = Path(directory)
     manifest = read_manifest(root)
+    if manifest.task in GENERATION_TASKS:  # its variants run in the generation engine, not a Backend
+        raise InvalidInput(f"{manifest.name} is a {manifest.task} package: run it with `bushu generate` or "
+                           "`bushu serve` (bushu.generate)")
     name = variant or manifest.default_variant
     if name not in manifest.variants:
         raise NotFound(f"variant {name!r} not in package {manifest.name}; it has {sorted(manifest.variants)}")

@@ -31,6 +31,8 @@ from bushu.serve.explain_routes import explain_routes
 from bushu.serve.fast_infer import FastInfer
 from bushu.serve.http_v2 import error_headers, infer_v2
 from bushu.serve.media import render_png, video_response
+from bushu.serve.generate_predict import generates, generation_predict
+from bushu.serve.generate_routes import generate_routes
 from bushu.serve.metrics import ServerMetrics
 from bushu.serve.openapi import model_doc, openapi_document
 from bushu.serve.playground_routes import playground_routes
@@ -91,6 +93,8 @@ def create_app(paths: list[Path], settings: ServeSettings | None = None, *, fast
     async def predict_route(request: Request) -> Response:
         p = request.path_params
         body = await _read_body(request, settings)
+        if generates(model := plane.lookup(p["model"], p.get("version"))):  # serve/generate_predict.py
+            return await generation_predict(request, model, body)
         content_type = request.headers.get("content-type", "")
         if video := await video_response(plane, p["model"], p.get("version"), body, content_type,
                                          request.query_params, settings):
@@ -171,6 +175,7 @@ def create_app(paths: list[Path], settings: ServeSettings | None = None, *, fast
         Route("/metrics", prometheus),
         Route("/v2/openapi.json", openapi),
         *explain_routes(plane, settings), *playground_routes(plane, metrics),
+        *generate_routes(plane, settings.max_body_bytes),
     ]
     guarded = bool(settings.tokens) or settings.anonymous_rate_per_s is not None
     middleware = [Middleware(AccessLog)]  # outermost: it sees every answer, refusals included

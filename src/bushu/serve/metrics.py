@@ -6,6 +6,7 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from bushu.serve.batcher import BatchObserver
+from bushu.serve.generate_metrics import GenerationMetrics
 
 _LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 _BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
@@ -29,6 +30,7 @@ class ServerMetrics:
         self.batch_size = histogram("bushu_batch_size", "Rows per batch run by the model", _BATCH_BUCKETS)
         self.queue_depth = Gauge("bushu_queue_depth", "Requests waiting in the batch queue", labels,
                                  registry=self.registry)
+        self.generation = GenerationMetrics(self.registry)
 
     def observer(self, model: str, version: str) -> BatchObserver:
         queued = self.queue_seconds.labels(model, version)

@@ -16,10 +16,11 @@ from pathlib import Path
 
 import bushu
 from bushu.errors import BushuError, InvalidInput, NotFound
+from bushu.generate.config import GENERATION_TASKS
 from bushu.package.files import PackageFiles
 from bushu.package.manifest import Manifest
 from bushu.package.signing import verify_signature
-from bushu.package.store import scan_repository, verify_package
+from bushu.package.store import read_manifest, scan_repository, verify_package
 from bushu.serve.batcher import Batcher
 from bushu.serve.metrics import ServerMetrics
 from bushu.serve.predict import Predictor
@@ -48,6 +49,14 @@ def check_package(path: Path, public_key: Path | None) -> Manifest:
     if public_key is not None:
         verify_signature(path, public_key)
     return verify_package(path)
+
+
+def _task(path: Path) -> str | None:
+    """The task a package states; None if its manifest is unreadable (the check then says why)."""
+    try:
+        return read_manifest(path).task
+    except BushuError:
+        return None
 
 
 def _version_key(version: str) -> tuple:
@@ -145,6 +154,10 @@ class ModelRepository:
 
     async def _open(self, name: str, version: str, path: Path) -> LoadedModel:
         settings = self.settings
+        if _task(path) in GENERATION_TASKS:  # a generation engine instead of a batcher (it checks the package too)
+            from bushu.generate.serving import open_engine
+
+            return await open_engine(name, version, path, settings, self.metrics)
 
         def load_instances() -> tuple[Manifest, Predictor, list[bushu.runtime.Model]]:
             manifest = check_package(path, settings.require_signature)

@@ -44,10 +44,14 @@ class ServeSettings:
     #: Explanations running at once, and queued behind them before 503 (`serve.explain_routes`).
     explain_concurrency: int = 1
     explain_waiting: int = 4
+    #: Generation packages: KV-cache tokens (prompt + new, reserved per sequence) at most.
+    max_tokens_in_flight: int = 32768
+    #: Generation packages: sequences decoded together at most.
+    max_sequences: int = 64
 
     def __post_init__(self) -> None:
         for name in ("max_batch_size", "max_queue_size", "max_queue_bytes", "instances", "max_body_bytes",
-                     "max_corpus", "max_image_pixels"):
+                     "max_corpus", "max_image_pixels", "max_tokens_in_flight", "max_sequences"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")
         if self.max_request_rows is not None and self.max_request_rows < 1:

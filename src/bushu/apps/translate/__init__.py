@@ -1,0 +1,5 @@
+"""A translator: a small T5 on pycountry's English → German names, beside copy and dictionary baselines."""
+
+from bushu.apps.translate.train import TrainedTranslator, package, train
+
+__all__ = ["TrainedTranslator", "package", "train"]

@@ -1,0 +1,63 @@
+"""A generation package on disk → a ready `EngineCore` (model, cache, tokenizer, config).
+
+Layout: `model/config.json` and `model/model.safetensors` (a plain `transformers` checkpoint),
+`tokenizer/tokenizer.json`, `generation.json`. Only files the manifest lists (and hashes) are read.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from bushu.errors import InvalidInput, PackageError
+from bushu.generate.config import CONFIG_FILE, GENERATION_TASKS, EngineSettings, GenerationConfig
+from bushu.generate.engine import EngineCore, GenerationObserver
+from bushu.generate.text import TextCodec
+from bushu.package.manifest import Manifest
+
+MODEL_CONFIG = "model/config.json"
+WEIGHTS = "model/model.safetensors"
+TOKENIZER = "tokenizer/tokenizer.json"
+
+
+def is_generation(manifest: Manifest) -> bool:
+    return manifest.task in GENERATION_TASKS
+
+
+def open_core(root: Path, manifest: Manifest, settings: EngineSettings | None = None,
+              observer: GenerationObserver | None = None, variant: str | None = None) -> EngineCore:
+    """Build the engine for a checked package (the caller verified its hashes), running `variant`
+    (default: the manifest's); on a GPU the decode step is always PyTorch's."""
+    import dataclasses
+
+    try:
+        import torch
+    except ImportError:
+        raise InvalidInput("generation needs torch: pip install 'bushu[generate]'") from None
+    from bushu.generate.kv_cache import KVCache
+    from bushu.generate.models import load_model
+
+    settings = settings or EngineSettings()
+    if not is_generation(manifest):
+        raise InvalidInput(f"{manifest.name} is a {manifest.task} package, not a generation package")
+    for rel in (MODEL_CONFIG, WEIGHTS, TOKENIZER, CONFIG_FILE):
+        if rel not in manifest.files:
+            raise PackageError(f"{root}: a generation package lists {rel}; this one does not")
+    if manifest.encryption is not None:
+        raise PackageError("encrypted generation packages are not supported yet")
+    name = variant or manifest.default_variant
+    if name not in manifest.variants:
+        raise InvalidInput(f"variant {name!r} not in package {manifest.name}; it has {sorted(manifest.variants)}")
+    decode = manifest.variants[name].options.get("decode", "pytorch") if settings.device == "cpu" else "pytorch"
+    settings = dataclasses.replace(settings, decode=decode)
+    config = GenerationConfig.model_validate_json((root / CONFIG_FILE).read_bytes())
+    device = settings.device
+    if device == "cuda" and not torch.cuda.is_available():
+        raise InvalidInput("device 'cuda' asked for, but torch sees no CUDA device", status=503)
+    model = load_model(json.loads((root / MODEL_CONFIG).read_text()), root / WEIGHTS,
+                       dtype=settings.precision, device=device)
+    cache = KVCache(*model.cache_shape(), dtype=model.dtype, device=device, max_slots=settings.max_sequences,
+                    max_length=min(config.context + 1, settings.max_tokens_in_flight + 1),
+                    **model.cache_extra(config))
+    codec = TextCodec(root / TOKENIZER, add_special_tokens=config.add_special_tokens)
+    return EngineCore(model, cache, codec, config, settings, observer)
