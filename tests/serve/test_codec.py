@@ -131,3 +131,12 @@ def test_encode_json_and_binary_responses():
     assert sizes == [8, 6] and len(blobs) == 14
     np.testing.assert_array_equal(np.frombuffer(blobs[:8], "<f4"), [1.5, 2.5])
     assert blobs[8:] == struct.pack("<I", 2) + b"ok"
+
+
+@pytest.mark.parametrize("datatype, value", [("FP32", 1e300), ("FP16", 1e6), ("BF16", -1e300)])
+def test_a_number_past_its_datatype_is_invalid_input_not_inf(datatype, value):
+    """JSON numbers that the tensor's datatype cannot hold are the client's error (400), never a
+    silent inf (or, with warnings as errors, a 500)."""
+    body = orjson.dumps({"inputs": [{"name": "x", "shape": [2], "datatype": datatype, "data": [1.0, value]}]})
+    with pytest.raises(InvalidInput, match=f"'x'.*does not hold {datatype}"):
+        decode_request(body)

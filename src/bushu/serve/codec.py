@@ -72,8 +72,9 @@ def _from_json_data(data: Any, datatype: str, dtype: np.dtype, name: str) -> np.
         out[:] = [_to_bytes(v, name) for v in flat]
         return out
     try:
-        array = np.asarray(data, dtype=dtype if datatype != "BF16" else np.float32)
-    except (TypeError, ValueError, OverflowError) as exc:
+        with np.errstate(over="raise", invalid="raise"):  # 1e300 as FP32 would silently become inf
+            array = np.asarray(data, dtype=dtype if datatype != "BF16" else np.float32)
+    except (TypeError, ValueError, OverflowError, FloatingPointError) as exc:
         raise InvalidInput(f"input {name!r}: 'data' does not hold {datatype} values ({exc})") from None
     if datatype == "BOOL" and not all(isinstance(v, bool) for v in _flatten(data)):
         raise InvalidInput(f"input {name!r}: BOOL data must be true/false")
