@@ -18,7 +18,6 @@ from pydantic import BaseModel, ConfigDict, Field
 from bushu.errors import InvalidInput
 
 CONFIG_FILE = "generation.json"
-GENERATION_TASKS = ("text-generation", "text2text-generation")
 
 
 class GenerationConfig(BaseModel):

@@ -10,7 +10,8 @@ import json
 from pathlib import Path
 
 from bushu.errors import InvalidInput, PackageError
-from bushu.generate.config import CONFIG_FILE, GENERATION_TASKS, EngineSettings, GenerationConfig
+from bushu.generate.config import CONFIG_FILE, EngineSettings, GenerationConfig
+from bushu.package.manifest import GENERATION_TASKS
 from bushu.generate.engine import EngineCore, GenerationObserver
 from bushu.generate.text import TextCodec
 from bushu.package.manifest import Manifest

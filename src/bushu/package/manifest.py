@@ -18,6 +18,9 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 FORMAT_VERSION = 1
 MANIFEST_NAME = "bushu.json"
+#: Tasks whose variants run in bushu's generation engine: bushu's own forward passes, built from
+#: the package's `config.json` (data), never from a class that `provenance.source` names.
+GENERATION_TASKS = ("text-generation", "text2text-generation")
 
 #: Datatypes of the Open Inference Protocol v2, by their V2 names.
 V2_DATATYPES = (
@@ -205,7 +208,8 @@ class Manifest(_Strict):
             if variant.backend == "openvino" and variant.file.endswith(".xml") and weights not in self.files:
                 raise ValueError(f"variant {key!r} runs OpenVINO IR {variant.file!r}, whose weights {weights!r} "
                                  "are not listed in files")
-            if variant.backend == "pytorch" and (problem := module_ref_problem(self.provenance.source)):
+            builds_source = variant.backend == "pytorch" and self.task not in GENERATION_TASKS
+            if builds_source and (problem := module_ref_problem(self.provenance.source)):
                 raise ValueError(f"variant {key!r} runs on PyTorch, which builds the model from provenance.source "
                                  f"{self.provenance.source!r}: {problem}")
         for where, steps in (("preprocessing", self.preprocessing), ("postprocessing", self.postprocessing)):

@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 from bushu.errors import InvalidInput, NotFound
-from bushu.generate.config import GENERATION_TASKS
+from bushu.package.manifest import GENERATION_TASKS
 from bushu.package.encryption import load_key
 from bushu.package.files import PackageFiles
 from bushu.package.store import read_manifest

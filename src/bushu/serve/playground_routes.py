@@ -24,6 +24,7 @@ from starlette.routing import Route
 import bushu
 from bushu.errors import NotFound
 from bushu.explain import KINDS, input_kind
+from bushu.package.manifest import GENERATION_TASKS
 from bushu.serve.dataplane import DataPlane
 from bushu.serve.metrics import ServerMetrics
 from bushu.serve.repository import LoadedModel
@@ -51,7 +52,7 @@ def describe(model: LoadedModel, versions: list[str]) -> dict[str, Any]:
     """What the page needs to offer a model: its kind of input, labels, and whether it explains."""
     manifest = model.manifest
     kind = input_kind(model.predictor)
-    if manifest.task == "text-generation":
+    if manifest.task in GENERATION_TASKS:
         kind = "generation"
     explains = (kind in KINDS and bool(manifest.provenance.weights_file)
                 and importlib.util.find_spec("captum") is not None)

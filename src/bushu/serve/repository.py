@@ -16,7 +16,7 @@ from pathlib import Path
 
 import bushu
 from bushu.errors import BushuError, InvalidInput, NotFound
-from bushu.generate.config import GENERATION_TASKS
+from bushu.package.manifest import GENERATION_TASKS
 from bushu.package.files import PackageFiles
 from bushu.package.manifest import Manifest
 from bushu.package.signing import verify_signature

@@ -259,8 +259,60 @@ function tensorsCard(card, model) {
   $(card, ".route").textContent = `POST /v2/models/${model.name}/infer`;
 }
 
+// Server-sent events of a streamed completion: calls onEvent with each `data:` object, in order.
+async function readEvents(response, onEvent) {
+  const reader = response.body.getReader();
+  const decoder = new TextDecoder();
+  let buffer = "";
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) return;
+    buffer += decoder.decode(value, { stream: true });
+    let cut;
+    while ((cut = buffer.indexOf("\n\n")) >= 0) {
+      const event = buffer.slice(0, cut);
+      buffer = buffer.slice(cut + 2);
+      for (const line of event.split("\n")) {
+        if (line.startsWith("data: ") && line !== "data: [DONE]") onEvent(JSON.parse(line.slice(6)));
+      }
+    }
+  }
+}
+
+function generationCard(card, model) {
+  const path = `/v1/models/${encodeURIComponent(model.name)}/predict`;
+  $(card, "form.ask").addEventListener("submit", async (e) => {
+    e.preventDefault();
+    showError(card, null);
+    const out = $(card, ".completion");
+    const stats = $(card, ".latency");
+    out.textContent = "";
+    stats.textContent = "";
+    const headers = { "Content-Type": "application/json" };
+    if (token) headers.Authorization = "Bearer " + token;
+    const doc = { text: $(card, "textarea.prompt").value, max_tokens: Number($(card, "input.max").value) || 32, stream: true };
+    const started = performance.now();
+    let first = null, events = 0;
+    try {
+      const response = await fetch(path, { method: "POST", headers, body: JSON.stringify(doc) });
+      if (!response.ok) {
+        const body = await response.json().catch(() => null);
+        throw new Error((body && body.error) || response.status + " " + response.statusText);
+      }
+      await readEvents(response, (event) => {
+        if (event.error) throw new Error(event.error);
+        if (first === null) first = performance.now() - started;
+        events += 1;
+        out.textContent += event.text || "";
+      });
+    } catch (error) { showError(card, error); return; }
+    stats.textContent = `first token ${ms(first || 0)} · ${events} events · ${ms(performance.now() - started)} in all`;
+    card.dataset.done = "true";
+  });
+}
+
 const RENDERERS = { image: imageCard, text: textCard, embedding: embeddingCard, recommendation: recommendationCard,
-  tensors: tensorsCard, generation: () => {} };
+  tensors: tensorsCard, generation: generationCard };
 
 async function loadModels() {
   const status = document.getElementById("status");
