@@ -17,14 +17,7 @@ from fixtures.servers import ThreadServer
 PROMPTS = ["I love this", "the worst service", "Today the weather", "@user thanks for", "why does my phone"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -56,12 +56,5 @@ def t5_source(t5_dir):
 
 
 @pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """Tiny models on 2 shared cores: one intra-op thread is several times faster than two that
-    spin against the other processes (measured: 3 ms vs 85 ms per forward under load)."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
+def _tiny_models_on_one_thread(one_torch_thread):
     yield
-    torch.set_num_threads(before)
