@@ -91,3 +91,27 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def gpt2_dir(tmp_path_factory) -> Path:
+    from fixtures.generators import tiny_gpt2
+
+    return tiny_gpt2(tmp_path_factory.mktemp("gpt2-src"))
+
+
+@pytest.fixture(scope="session")
+def gpt2_package(gpt2_dir, tmp_path_factory) -> Path:
+    """Packed as a user does: `bushu pack DIR -o OUT`."""
+    from typer.testing import CliRunner
+
+    from bushu.cli import app
+    from fixtures.generators import PACK_PROMPTS
+
+    out = tmp_path_factory.mktemp("gpt2") / "tiny-gpt2"
+    result = CliRunner().invoke(app, ["pack", str(gpt2_dir), "-o", str(out), "--name", "tiny-gpt2",
+                                      "--verify-prompts", str(PACK_PROMPTS)])
+    assert result.exit_code == 0, result.output
+    return out
+
+

@@ -2,34 +2,13 @@ from pathlib import Path
 
 import pytest
 
-from fixtures.generators import tiny_gpt2, tiny_t5
+from fixtures.generators import PACK_PROMPTS, tiny_t5
 
-#: Prompts verified against generate() when the test packages are made (50 in the slow test).
-PACK_PROMPTS = 8
-
-
-@pytest.fixture(scope="session")
-def gpt2_dir(tmp_path_factory) -> Path:
-    return tiny_gpt2(tmp_path_factory.mktemp("gpt2-src"))
 
 
 @pytest.fixture(scope="session")
 def t5_dir(tmp_path_factory) -> Path:
     return tiny_t5(tmp_path_factory.mktemp("t5-src"))
-
-
-@pytest.fixture(scope="session")
-def gpt2_package(gpt2_dir, tmp_path_factory) -> Path:
-    """Packed as a user does: `bushu pack DIR -o OUT`."""
-    from typer.testing import CliRunner
-
-    from bushu.cli import app
-
-    out = tmp_path_factory.mktemp("gpt2") / "tiny-gpt2"
-    result = CliRunner().invoke(app, ["pack", str(gpt2_dir), "-o", str(out), "--name", "tiny-gpt2",
-                                      "--verify-prompts", str(PACK_PROMPTS)])
-    assert result.exit_code == 0, result.output
-    return out
 
 
 @pytest.fixture(scope="session")

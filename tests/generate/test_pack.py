@@ -9,7 +9,7 @@ from bushu.cli import app
 from bushu.errors import ExportError
 from bushu.export.hf_generate import pack_hf_generator
 from bushu.package import verify_package
-from generate.conftest import PACK_PROMPTS
+from fixtures.generators import PACK_PROMPTS
 
 
 def test_a_gpt2_directory_is_packed_for_generation_with_its_cache_explicit(gpt2_package):

@@ -3,24 +3,14 @@
 import httpx
 import pytest
 
-from bushu.export import pack_module, parse_input_spec
 from bushu.serve.auth import Token, digest
 from bushu.serve.settings import ServeSettings
 from fixtures.servers import ThreadServer
-from fixtures.tiny import TinyMLP
 
 
 @pytest.fixture(scope="module")
-def generator_package(tmp_path_factory):
-    """A package that says it generates text (the page keeps a place for it)."""
-    out = tmp_path_factory.mktemp("pkg") / "gen"
-    pack_module(TinyMLP(), [parse_input_spec("x:FP32:batch,6")], out, name="gen", task="text-generation")
-    return out
-
-
-@pytest.fixture(scope="module")
-def server(vision_package, tiny_package, generator_package):
-    with ThreadServer([vision_package, tiny_package, generator_package]) as running:
+def server(vision_package, tiny_package, gpt2_package):
+    with ThreadServer([vision_package, tiny_package, gpt2_package]) as running:
         yield running
 
 
@@ -43,11 +33,11 @@ def test_only_the_listed_assets_are_served(server, path):
 
 
 def test_models_are_listed_with_how_to_try_them(server):
-    models = {m["name"]: m for m in httpx.get(server.url + "/v1/models").json()["models"]}
+    models = {m["name"]: m for m in httpx.get(server.url + "/v1/catalog").json()["models"]}
     assert models["digits-cnn"]["kind"] == "image" and models["digits-cnn"]["labels"] == [str(d) for d in range(10)]
     assert "integrated gradients" in models["digits-cnn"]["explain"]
     assert models["tiny"]["kind"] == "tensors" and models["tiny"]["explain"] is None
-    assert models["gen"]["kind"] == "generation"
+    assert models["tiny-gpt2"]["kind"] == "generation"
 
 
 def test_stats_count_requests_in_a_cumulative_histogram(server, tiny_package):
@@ -66,7 +56,7 @@ def test_with_tokens_the_page_is_public_but_its_data_is_not(tiny_package):
     with ThreadServer([tiny_package], settings) as server:
         assert httpx.get(server.url + "/").status_code == 200
         assert httpx.get(server.url + "/playground/app.js").status_code == 200
-        assert httpx.get(server.url + "/v1/models").status_code == 401
+        assert httpx.get(server.url + "/v1/catalog").status_code == 401
         assert httpx.get(server.url + "/v1/stats").status_code == 401
-        listed = httpx.get(server.url + "/v1/models", headers={"Authorization": "Bearer s3cret"})
+        listed = httpx.get(server.url + "/v1/catalog", headers={"Authorization": "Bearer s3cret"})
         assert listed.status_code == 200 and listed.json()["models"][0]["name"] == "tiny"

@@ -215,7 +215,7 @@ def _generic_paths() -> dict[str, Any]:
         "parameters": _path_params("model"), "requestBody": {"required": True, "content": {
             "application/json": {"schema": {"type": "object"}}, "image/png": {"schema": {"type": "string", "format": "binary"}}}},
         "responses": {"200": _ok(description="the answer and its attributions"), **_errors(*_MODEL_ERRORS)}}}
-    paths["/v1/models"] = {"get": {"summary": "Loaded models and how to try them (the playground's list)",
+    paths["/v1/catalog"] = {"get": {"summary": "Loaded models and how to try them (the playground's list)",
                                    "responses": {"200": _ok(description="ok"), **_errors(*_GUARDED)}}}
     paths["/v1/stats"] = {"get": {"summary": "Request-latency histogram (the playground's live panel)",
                                   "responses": {"200": _ok(description="ok"), **_errors(*_GUARDED)}}}

@@ -3,7 +3,7 @@
 The page is static (HTML, CSS and a little JS under `serve/playground/`, no CDN, nothing
 loaded from elsewhere: its Content-Security-Policy allows only this server), so it holds no
 model data and needs no token; what it shows comes from the routes it calls with the token
-the user enters — `/v1/models` (what is loaded, and how to try it), `/predict`, `/search`,
+the user enters — `/v1/catalog` (what is loaded, and how to try it; `/v1/models` is OpenAI's list), `/predict`, `/search`,
 `/explain`, and `/v1/stats` (the request-latency histogram the live panel charts).
 """
 
@@ -102,6 +102,6 @@ def playground_routes(plane: DataPlane, metrics: ServerMetrics) -> list[Route]:
     return [
         Route("/", page),
         Route("/playground/{name}", static),
-        Route("/v1/models", models),
+        Route("/v1/catalog", models),
         Route("/v1/stats", stats),
     ]

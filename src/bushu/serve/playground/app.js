@@ -318,7 +318,7 @@ async function loadModels() {
   const status = document.getElementById("status");
   const holder = document.getElementById("models");
   try {
-    const { body } = await api("/v1/models");
+    const { body } = await api("/v1/catalog");
     holder.replaceChildren();
     document.getElementById("server").textContent = `${body.server} · ${body.models.length} model(s)`;
     for (const model of body.models) {
