@@ -115,3 +115,25 @@ def gpt2_package(gpt2_dir, tmp_path_factory) -> Path:
     return out
 
 
+
+
+@pytest.fixture(scope="session")
+def face_package(tmp_path_factory) -> Path:
+    """BlazeFace as the user packs it: `bushu train face -o DIR` (imported from TFLite, verified
+    against TensorFlow's interpreter). Made once for the face app's and the video route's tests."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    from typer.testing import CliRunner
+
+    from bushu.cli import app
+
+    pytest.importorskip("tensorflow", reason="the tf extra is not installed")
+    try:
+        version("mediapipe")  # installed without its dependencies, for its model file: never imported
+    except PackageNotFoundError:
+        pytest.skip("the face detector ships in mediapipe 0.10.21's wheel (pip install --no-deps)")
+    out = tmp_path_factory.mktemp("face") / "faces"
+    result = CliRunner().invoke(app, ["train", "face", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "verified against tensorflow" in " ".join(result.output.split())
+    return out

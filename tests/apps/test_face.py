@@ -15,9 +15,7 @@ pytest.importorskip("skimage", reason="the face extra is not installed")
 
 import tritonclient.http as triton  # noqa: E402
 from PIL import Image  # noqa: E402
-from typer.testing import CliRunner  # noqa: E402
 
-from bushu.cli import app  # noqa: E402
 from bushu.package.store import verify_package  # noqa: E402
 from bushu.runtime.detection import iou  # noqa: E402
 from fixtures.media import photo, png  # noqa: E402
@@ -30,26 +28,6 @@ HAND_LABELLED = {
     "camera": [172, 95, 258, 200],  # the cameraman, in profile behind his camera
 }
 FACE_FREE = ["coffee", "rocket"]
-
-
-def _needs_blazeface() -> None:
-    """mediapipe is installed without its dependencies, for its model file: never import it."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        version("mediapipe")
-    except PackageNotFoundError:
-        pytest.skip("the face detector ships in mediapipe 0.10.21's wheel (pip install --no-deps)")
-
-
-@pytest.fixture(scope="module")
-def face_package(tmp_path_factory):
-    _needs_blazeface()
-    out = tmp_path_factory.mktemp("face") / "faces"
-    result = CliRunner().invoke(app, ["train", "face", "-o", str(out)])
-    assert result.exit_code == 0, result.output
-    assert "verified against tensorflow" in " ".join(result.output.split())
-    return out
 
 
 @pytest.fixture(scope="module")

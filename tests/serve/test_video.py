@@ -20,27 +20,6 @@ from fixtures.servers import ThreadServer  # noqa: E402
 SCENES = ["astronaut", "coffee", "camera"]  # a second each
 
 
-def _needs_blazeface() -> None:
-    """mediapipe is installed without its dependencies, for its model file: never import it."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        version("mediapipe")
-    except PackageNotFoundError:
-        pytest.skip("the face detector ships in mediapipe 0.10.21's wheel (pip install --no-deps)")
-
-
-@pytest.fixture(scope="module")
-def face_package(tmp_path_factory):
-    pytest.importorskip("tensorflow", reason="the tf extra is not installed")
-    _needs_blazeface()
-    from bushu.apps import face
-
-    out = tmp_path_factory.mktemp("face") / "faces"
-    face.package(out)
-    return out
-
-
 @pytest.fixture(scope="module")
 def server(face_package, vision_package):
     with ThreadServer([face_package, vision_package], ServeSettings(max_video_seconds=10)) as running:

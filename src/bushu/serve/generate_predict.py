@@ -12,17 +12,16 @@ beside the text, named as on the other generation routes, checked by the same co
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
-from bushu.errors import BushuError, InvalidInput
+from bushu.errors import InvalidInput
 from bushu.generate.engine import GenerationEngine
 from bushu.generate.sequence import Event
-from bushu.serve.generate_routes import _document, _error_event, _first, _params, _sse, _unless_gone
+from bushu.serve.generate_routes import _document, _finish, _first, _params, _stream_response, _unless_gone
 
 _FIELDS = frozenset({"text", "texts", "stream"})
 
@@ -64,24 +63,7 @@ async def generation_predict(request: Request, model: Any, body: bytes) -> Respo
         return _json({"predictions": answers} if "texts" in doc else answers[0])
 
     first, events = await _first(engine.stream(prompts[0], params[0]))
-
-    async def sse() -> AsyncIterator[bytes]:
-        event: Event | None = first
-        try:
-            while event is not None:
-                piece: dict[str, Any] = {"text": event.text}
-                if event.finish_reason is not None:
-                    piece.update(finish_reason=event.finish_reason, prompt_tokens=event.prompt_tokens,
-                                 completion_tokens=event.completion_tokens)
-                yield b"data: " + orjson.dumps(piece) + b"\n\n"
-                event = await anext(events, None)
-            yield b"data: [DONE]\n\n"
-        except BushuError as exc:
-            yield _error_event(exc)
-        finally:
-            await events.aclose()
-
-    return _sse(sse())
+    return _stream_response(first, events, lambda event: [{"text": event.text, **_finish(event)}], done_marker=True)
 
 
 def _not_text(field: str) -> list[int]:

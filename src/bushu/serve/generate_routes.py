@@ -17,7 +17,7 @@ import asyncio
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
 import orjson
@@ -124,12 +124,35 @@ async def _first(stream: AsyncIterator[Event]) -> tuple[Event, AsyncIterator[Eve
     return await anext(stream), stream
 
 
-def _sse(events: AsyncIterator[bytes]) -> StreamingResponse:
-    return StreamingResponse(events, media_type="text/event-stream", headers={"cache-control": "no-cache"})
+def _stream_response(first: Event, stream: AsyncIterator[Event], render: Callable[[Event], list[dict[str, Any]]],
+                     *, done_marker: bool) -> StreamingResponse:
+    """Server-sent events: the documents `render` makes of each event, in order, then `data: [DONE]`
+    when `done_marker` (OpenAI's convention); an error mid-stream becomes one last `{"error": ...}`
+    event, and the stream is closed (its sequence freed) however the response ends."""
+
+    async def events() -> AsyncIterator[bytes]:
+        event: Event | None = first
+        try:
+            while event is not None:
+                for doc in render(event):
+                    yield b"data: " + orjson.dumps(doc) + b"\n\n"
+                event = await anext(stream, None)
+            if done_marker:
+                yield b"data: [DONE]\n\n"
+        except BushuError as exc:
+            yield b"data: " + orjson.dumps({"error": str(exc)}) + b"\n\n"
+        finally:
+            await stream.aclose()
+
+    return StreamingResponse(events(), media_type="text/event-stream", headers={"cache-control": "no-cache"})
 
 
-def _error_event(exc: BushuError) -> bytes:
-    return b"data: " + orjson.dumps({"error": str(exc)}) + b"\n\n"
+def _finish(event: Event) -> dict[str, Any]:
+    """What the last event of a sequence adds: why it ended and the token counts."""
+    if event.finish_reason is None:
+        return {}
+    return {"finish_reason": event.finish_reason, "prompt_tokens": event.prompt_tokens,
+            "completion_tokens": event.completion_tokens}
 
 
 def generate_routes(plane: Any, max_body_bytes: int) -> list[Route]:
@@ -168,22 +191,8 @@ def generate_routes(plane: Any, max_body_bytes: int) -> list[Route]:
         p = request.path_params
         head = {"model_name": p["model"], "model_version": p.get("version", "")}
 
-        async def events() -> AsyncIterator[bytes]:
-            event: Event | None = first
-            try:
-                while event is not None:
-                    body = {**head, "text_output": event.text}
-                    if event.finish_reason is not None:
-                        body.update(finish_reason=event.finish_reason, prompt_tokens=event.prompt_tokens,
-                                    completion_tokens=event.completion_tokens)
-                    yield b"data: " + orjson.dumps(body) + b"\n\n"
-                    event = await anext(stream, None)
-            except BushuError as exc:
-                yield _error_event(exc)
-            finally:
-                await stream.aclose()
-
-        return _sse(events())
+        return _stream_response(first, stream, lambda event: [{**head, "text_output": event.text, **_finish(event)}],
+                                done_marker=False)
 
     # -- OpenAI ----------------------------------------------------------------------------------
 
@@ -243,23 +252,13 @@ def generate_routes(plane: Any, max_body_bytes: int) -> list[Route]:
         first, stream = await _first(engine.stream(prompt, params))
         kind = "chat.completion.chunk" if chat else "text_completion"
 
-        async def events() -> AsyncIterator[bytes]:
-            event: Event | None = first
-            try:
-                while event is not None:
-                    chunk = {**head, "object": kind, "choices": [choice(event.text, event.finish_reason, True)]}
-                    yield b"data: " + orjson.dumps(chunk) + b"\n\n"
-                    if event.finish_reason is not None and options.get("include_usage"):
-                        yield b"data: " + orjson.dumps({**head, "object": kind, "choices": [],
-                                                         "usage": usage(event)}) + b"\n\n"
-                    event = await anext(stream, None)
-                yield b"data: [DONE]\n\n"
-            except BushuError as exc:
-                yield _error_event(exc)
-            finally:
-                await stream.aclose()
+        def chunks(event: Event) -> list[dict[str, Any]]:
+            out = [{**head, "object": kind, "choices": [choice(event.text, event.finish_reason, True)]}]
+            if event.finish_reason is not None and options.get("include_usage"):
+                out.append({**head, "object": kind, "choices": [], "usage": usage(event)})
+            return out
 
-        return _sse(events())
+        return _stream_response(first, stream, chunks, done_marker=True)
 
     async def completions(request: Request) -> Response:
         return await openai(request, chat=False)
