@@ -24,10 +24,12 @@ from starlette.routing import Route
 from bushu.errors import BushuError
 from bushu.serve.access_log import AccessLog
 from bushu.serve.asgi import ClientGone, read_body
-from bushu.serve.auth import AccessControl
+from bushu.serve.auth import AccessControl, Gate
 from bushu.serve.codec import HEADER_LENGTH
+from bushu.serve.compression import encode_response
 from bushu.serve.dataplane import DataPlane
 from bushu.serve.explain_routes import explain_routes
+from bushu.serve.extension_routes import extension_routes
 from bushu.serve.fast_infer import FastInfer
 from bushu.serve.http_v2 import error_headers, infer_v2
 from bushu.serve.media import render_png, video_response
@@ -85,10 +87,12 @@ def create_app(paths: list[Path], settings: ServeSettings | None = None, *, fast
         body = await _read_body(request, settings)
         payload, header_length = await infer_v2(plane, p["model"], p.get("version"), body,
                                                 request.headers.get(HEADER_LENGTH))
+        payload, encoded = encode_response(payload, request.headers.get("accept-encoding"))
+        headers = {k.decode(): v.decode() for k, v in encoded}
         if header_length is None:
-            return Response(payload, media_type="application/json")
+            return Response(payload, media_type="application/json", headers=headers)
         return Response(payload, media_type="application/octet-stream",
-                        headers={"Inference-Header-Content-Length": str(header_length)})
+                        headers={**headers, "Inference-Header-Content-Length": str(header_length)})
 
     async def predict_route(request: Request) -> Response:
         p = request.path_params
@@ -157,6 +161,7 @@ def create_app(paths: list[Path], settings: ServeSettings | None = None, *, fast
     models = "/v2/models/{model}"
     versioned = "/v2/models/{model}/versions/{version}"
     routes = [
+        *extension_routes(plane),  # ahead of model metadata: /v2/models/stats is not a model
         Route("/v2/health/live", live),
         Route("/v2/health/ready", ready),
         Route("/v2", server_metadata),
@@ -178,10 +183,10 @@ def create_app(paths: list[Path], settings: ServeSettings | None = None, *, fast
         *generate_routes(plane, settings.max_body_bytes),
     ]
     guarded = bool(settings.tokens) or settings.anonymous_rate_per_s is not None
+    gate = Gate(list(settings.tokens), settings.anonymous_rate_per_s) if guarded else None
     middleware = [Middleware(AccessLog)]  # outermost: it sees every answer, refusals included
     if guarded:
-        middleware.append(Middleware(AccessControl, tokens=list(settings.tokens),
-                                     anonymous_rate=settings.anonymous_rate_per_s))
+        middleware.append(Middleware(AccessControl, gate=gate))
     if fast_infer:  # inside access control, ahead of the router
         middleware.append(Middleware(FastInfer, plane=plane, max_body_bytes=settings.max_body_bytes,
                                      body_timeout=settings.body_timeout_s))

@@ -22,12 +22,12 @@ from bushu.errors import BushuError
 from bushu.serve.asgi import PayloadTooLarge
 from bushu.serve.codec import InferRequest
 from bushu.serve.metrics import ServerMetrics
+from bushu.serve.model_config import PLATFORMS, model_config
 from bushu.serve.predict import NaturalRequest, SearchRequest, predict, search
 from bushu.serve.repository import LoadedModel, ModelRepository
 from bushu.serve.video import frame_answers, open_video
 
 T = TypeVar("T")
-_PLATFORM = {"onnxruntime": "onnxruntime_onnx", "openvino": "openvino", "pytorch": "pytorch_torchscript"}
 
 
 class DataPlane:
@@ -46,7 +46,7 @@ class DataPlane:
         return {
             "name": "bushu",
             "version": bushu.__version__,
-            "extensions": ["binary_tensor_data", "model_repository"],
+            "extensions": ["binary_tensor_data", "model_repository", "statistics", "model_configuration"],
         }
 
     def model_ready(self, name: str, version: str | None = None) -> bool:
@@ -63,12 +63,28 @@ class DataPlane:
         return {
             "name": name,
             "versions": self.repository.versions(name) if version is None else [version],
-            "platform": _PLATFORM.get(variant.backend, variant.backend),
+            "platform": PLATFORMS.get(variant.backend, variant.backend),
             "inputs": [{"name": s.name, "datatype": s.datatype, "shape": s.shape} for s in manifest.inputs],
             "outputs": [{"name": s.name, "datatype": s.datatype, "shape": s.shape} for s in manifest.outputs],
             "parameters": {"task": manifest.task, "variant": manifest.default_variant,
                            **({"labels": manifest.labels} if manifest.labels else {})},
         }
+
+    def model_config(self, name: str, version: str | None = None) -> dict[str, Any]:
+        """Triton's model configuration (`serve.model_config`)."""
+        return model_config(self.repository.get(name, version), self.repository.settings)
+
+    def statistics(self, name: str | None = None, version: str | None = None) -> dict[str, Any]:
+        """Triton's statistics of every loaded model, every version of `name`, or one version (404
+        if not loaded): counts and cumulative durations since the server started."""
+        if name is None:
+            versions = sorted((m.name, m.version) for m in self.repository.loaded())
+        elif version is None:
+            self.repository.get(name)
+            versions = [(name, v) for v in self.repository.versions(name)]
+        else:
+            versions = [(name, self.repository.get(name, version).version)]
+        return self.metrics.statistics.report(versions)
 
     def lookup(self, name: str, version: str | None = None) -> LoadedModel:
         return self.repository.get(name, version)
