@@ -57,9 +57,12 @@ async def _read_body(request: Request, settings: ServeSettings) -> bytes:
     return await read_body(request.receive, request.scope["headers"], settings.max_body_bytes, settings.body_timeout_s)
 
 
-def create_app(paths: list[Path], settings: ServeSettings | None = None, *, fast_infer: bool = True) -> Starlette:
+def create_app(paths: list[Path], settings: ServeSettings | None = None, *, fast_infer: bool = True,
+               grpc_address: str | None = None) -> Starlette:
     """The ASGI app serving every package and model repository in `paths`; `fast_infer=False`
-    serves the infer route through Starlette's router too (for measuring the fast path)."""
+    serves the infer route through Starlette's router too (for measuring the fast path);
+    `grpc_address` ("host:port") also serves V2 over gRPC there (`serve.grpc_front`), from
+    startup to shutdown, its port in `app.state.grpc.port`."""
     settings = settings or ServeSettings()
     metrics = ServerMetrics()
     repository = ModelRepository(paths, settings, metrics)
@@ -151,11 +154,18 @@ def create_app(paths: list[Path], settings: ServeSettings | None = None, *, fast
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await repository.load_all()
-        plane.started = True
         try:
-            yield
+            async with contextlib.AsyncExitStack() as fronts:  # they stop before the batchers close
+                if grpc_address is not None:
+                    from bushu.serve.grpc_front import GrpcFront
+
+                    app.state.grpc = await fronts.enter_async_context(GrpcFront(plane, gate, settings, grpc_address))
+                plane.started = True
+                try:
+                    yield
+                finally:
+                    plane.started = False
         finally:
-            plane.started = False
             await repository.close()
 
     models = "/v2/models/{model}"

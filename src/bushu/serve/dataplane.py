@@ -14,7 +14,7 @@ request it holds.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
 import bushu
@@ -99,6 +99,15 @@ class DataPlane:
             raise
         self.metrics.outcome(model.name, model.version, 200, time.perf_counter() - start)
         return result
+
+    def decode(self, model: LoadedModel, decoder: Callable[..., InferRequest], *wire: Any) -> InferRequest:
+        """A front's request for `model` decoded by the front's `decoder`: one that does not
+        decode still counts as the model's failed request, whichever front it came by."""
+        try:
+            return decoder(*wire)
+        except BushuError as exc:
+            self.metrics.outcome(model.name, model.version, exc.status)
+            raise
 
     async def infer(self, model: LoadedModel, request: InferRequest) -> dict[str, Any]:
         """Run one decoded V2 request through the model's batcher (`model` from `lookup`, in
