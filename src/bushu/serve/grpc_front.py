@@ -177,8 +177,7 @@ class InferenceService(pb_grpc.GRPCInferenceServiceServicer):
     async def _infer(self, request: Any) -> Any:
         model = self.plane.lookup(request.model_name, request.model_version or None)
         if model.manifest.task in GENERATION_TASKS:
-            responses = [r async for r in self._generate(model, request)]
-            return responses[-1]
+            return [r async for r in self._generate(model, request, stream=False)][-1]
         decoded = self.plane.decode(model, decode_infer, request)
         outputs = await self.plane.infer(model, decoded)
         return encode_infer(pb, model.name, model.version, decoded.id, outputs)
@@ -202,9 +201,10 @@ class InferenceService(pb_grpc.GRPCInferenceServiceServicer):
                 log.exception("unexpected error in gRPC ModelStreamInfer")
                 yield pb.ModelStreamInferResponse(error_message=f"internal error: {type(exc).__name__}")
 
-    async def _generate(self, model: Any, request: Any) -> AsyncIterator[Any]:
+    async def _generate(self, model: Any, request: Any, stream: bool = True) -> AsyncIterator[Any]:
         """A generation request (`text_input` BYTES, sampling fields as request parameters or as
-        one-value input tensors), one `ModelInferResponse` per event of the engine's stream."""
+        one-value input tensors): one `ModelInferResponse` per event of the engine's stream, or
+        (`stream=False`) one with the whole text."""
         from bushu.serve.generate_routes import engine_of, triton_request
 
         engine = engine_of(model)
@@ -217,16 +217,24 @@ class InferenceService(pb_grpc.GRPCInferenceServiceServicer):
             doc[name] = value.decode("utf-8", "replace") if isinstance(value, bytes) else value.item()
         doc.pop("stream", None)  # a stream answers per token, ModelInfer once: the RPC decides
         prompt, params = triton_request(doc, engine)
+        pieces: list[str] = []
         async with contextlib.aclosing(engine.stream(prompt, params)) as events:
             async for event in events:
-                text = np.array([event.text.encode()], dtype=object)
-                response = encode_infer(pb, model.name, model.version, decoded.id, {"text_output": text})
-                if event.finish_reason is not None:
-                    response.parameters["triton_final_response"].bool_param = True
-                    response.parameters["finish_reason"].string_param = event.finish_reason
-                    response.parameters["prompt_tokens"].int64_param = event.prompt_tokens
-                    response.parameters["completion_tokens"].int64_param = event.completion_tokens
-                yield response
+                pieces.append(event.text)
+                if stream or event.finish_reason is not None:
+                    yield self._text_response(model, decoded.id, "".join(pieces), event)
+                    pieces.clear()
+
+    @staticmethod
+    def _text_response(model: Any, request_id: str | None, text: str, event: Any) -> Any:
+        response = encode_infer(pb, model.name, model.version, request_id,
+                                {"text_output": np.array([text.encode()], dtype=object)})
+        if event.finish_reason is not None:
+            response.parameters["triton_final_response"].bool_param = True
+            response.parameters["finish_reason"].string_param = event.finish_reason
+            response.parameters["prompt_tokens"].int64_param = event.prompt_tokens
+            response.parameters["completion_tokens"].int64_param = event.completion_tokens
+        return response
 
 
 class GrpcFront:
