@@ -289,3 +289,30 @@ def test_a_grpc_port_in_use_stops_the_start_with_one_line(tiny_package):
     assert done.returncode != 0
     assert f"cannot listen for gRPC on 127.0.0.1:{port}" in done.stdout + done.stderr
     assert "Traceback" not in done.stdout + done.stderr
+
+
+def test_shutdown_answers_every_grpc_call_in_flight(slow_package):
+    """Stopping the server (as SIGTERM does) lets the gRPC calls it accepted finish before the
+    batchers close: every one is answered."""
+    import threading
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    def accepted(url: str) -> float:  # queued, or dispatched to the model (one may wait in between)
+        wanted = ("bushu_queue_depth{", "bushu_queue_seconds_count{")
+        return sum(float(ln.split()[-1]) for ln in httpx.get(f"{url}/metrics").text.splitlines() if ln.startswith(wanted))
+
+    server = ThreadServer([slow_package], ServeSettings(threads=1, max_batch_size=1), grpc=True).__enter__()
+    try:
+        client = triton_grpc.InferenceServerClient(server.grpc_url)
+        x = np.ones((1, 1024), np.float32)
+        with ThreadPoolExecutor(4) as pool:
+            futures = [pool.submit(client.infer, "slow", [grpc_input("x", x, "FP32")]) for _ in range(4)]
+            deadline = time.monotonic() + 30
+            while accepted(server.url) < 3:
+                assert time.monotonic() < deadline, "the calls never reached the server"
+            threading.Thread(target=server.__exit__, daemon=True).start()
+            shapes = [f.result(timeout=60).as_numpy("y").shape for f in futures]
+        assert shapes == [(1, 1024)] * 4
+    finally:
+        server.__exit__()
