@@ -316,3 +316,15 @@ def test_shutdown_answers_every_grpc_call_in_flight(slow_package):
         assert shapes == [(1, 1024)] * 4
     finally:
         server.__exit__()
+
+
+def test_messages_past_the_body_limit_are_refused(repository):
+    with ThreadServer([repository], ServeSettings(max_body_bytes=4096), grpc=True) as running:
+        client = triton_grpc.InferenceServerClient(running.grpc_url)
+        small = grpc_input("x", np.zeros((8, 6), np.float32), "FP32")
+        assert client.infer("heads", [small]).as_numpy("probs").shape == (8, 3)
+        big = grpc_input("x", np.zeros((200, 6), np.float32), "FP32")  # 4,800 bytes of tensor
+        with pytest.raises(InferenceServerException) as error:
+            client.infer("heads", [big])
+        assert error.value.status() == "StatusCode.RESOURCE_EXHAUSTED"
+        client.close()
