@@ -1,9 +1,11 @@
-"""The transport-independent core of the server: health, metadata, inference, repository.
+"""The transport-independent core of the server: health, metadata, configuration, statistics,
+inference, repository.
 
-HTTP routes (and later gRPC) only translate to and from these calls (MLServer's
-`handlers/dataplane.py` split). Nothing here knows about requests or responses on a wire:
-every method takes requests already decoded (`codec.InferRequest`, `predict.NaturalRequest`,
-`predict.SearchRequest`).
+The HTTP routes and the gRPC front (`grpc_front.py`) only translate to and from these calls
+(MLServer's `handlers/dataplane.py` split). Nothing here knows about requests or responses on a
+wire: every method takes requests already decoded (`codec.InferRequest`, `predict.NaturalRequest`,
+`predict.SearchRequest`); a front decodes with its own decoder through `decode`, so a request that
+does not decode counts as a failure the same way whichever front it came by.
 
 No request is lost on reload, unload or shutdown: a request enters its model's batcher (or
 holds it, for the app routes that prepare tensors in a worker thread first) in the same step
