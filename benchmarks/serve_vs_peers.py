@@ -95,9 +95,10 @@ def check_grpc_answer(target: Target, name: str) -> None:
 
 def check_answer(target: Target, name: str) -> None:
     """One request before the load: the server must answer 200 with logits (not just any 200)."""
-    from bushu.bench.target import http
+    import httpx
 
-    status, body = http("POST", target.url, target.body)
+    response = httpx.post(target.url, content=target.body, headers=target.headers, timeout=30)
+    status, body = response.status_code, response.content
     if status != 200:
         raise SystemExit(f"{name} answered {status} to the benchmark request: {body[:300]!r}")
     doc, _ = json.JSONDecoder().raw_decode(body.decode("latin-1"))  # binary tensors may follow the JSON
