@@ -328,3 +328,20 @@ def test_messages_past_the_body_limit_are_refused(repository):
             client.infer("heads", [big])
         assert error.value.status() == "StatusCode.RESOURCE_EXHAUSTED"
         client.close()
+
+
+def test_a_server_with_tls_serves_grpc_with_it(tiny_package, tmp_path):
+    from fixtures.tls import self_signed
+
+    cert, key = self_signed(tmp_path)
+    with ThreadServer([tiny_package], grpc=True, ssl_certfile=str(cert), ssl_keyfile=str(key)) as running:
+        secure = triton_grpc.InferenceServerClient(running.grpc_url, ssl=True, root_certificates=str(cert))
+        assert secure.is_server_ready()
+        x = grpc_input("x", np.ones((1, 6), np.float32), "FP32")
+        assert secure.infer("tiny", [x]).get_response().model_name == "tiny"
+        secure.close()
+        plain = triton_grpc.InferenceServerClient(running.grpc_url)
+        with pytest.raises(InferenceServerException) as error:  # no plaintext gRPC beside TLS
+            plain.is_server_live(client_timeout=10)
+        assert error.value.status() in ("StatusCode.UNAVAILABLE", "StatusCode.DEADLINE_EXCEEDED")
+        plain.close()

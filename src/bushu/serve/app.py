@@ -40,7 +40,7 @@ from bushu.serve.openapi import model_doc, openapi_document
 from bushu.serve.playground_routes import playground_routes
 from bushu.serve.predict import natural_inputs, search_request
 from bushu.serve.repository import ModelRepository
-from bushu.serve.settings import ServeSettings
+from bushu.serve.settings import GrpcListen, ServeSettings
 
 log = logging.getLogger("bushu.serve")
 
@@ -58,11 +58,11 @@ async def _read_body(request: Request, settings: ServeSettings) -> bytes:
 
 
 def create_app(paths: list[Path], settings: ServeSettings | None = None, *, fast_infer: bool = True,
-               grpc_address: str | None = None) -> Starlette:
+               grpc: GrpcListen | None = None) -> Starlette:
     """The ASGI app serving every package and model repository in `paths`; `fast_infer=False`
     serves the infer route through Starlette's router too (for measuring the fast path);
-    `grpc_address` ("host:port") also serves V2 over gRPC there (`serve.grpc_front`), from
-    startup to shutdown, its port in `app.state.grpc.port`."""
+    `grpc` also serves V2 over gRPC (`serve.grpc_front`), from startup to shutdown, its port in
+    `app.state.grpc.port`."""
     settings = settings or ServeSettings()
     metrics = ServerMetrics()
     repository = ModelRepository(paths, settings, metrics)
@@ -156,10 +156,10 @@ def create_app(paths: list[Path], settings: ServeSettings | None = None, *, fast
         await repository.load_all()
         try:
             async with contextlib.AsyncExitStack() as fronts:  # they stop before the batchers close
-                if grpc_address is not None:
+                if grpc is not None:
                     from bushu.serve.grpc_front import GrpcFront
 
-                    app.state.grpc = await fronts.enter_async_context(GrpcFront(plane, gate, settings, grpc_address))
+                    app.state.grpc = await fronts.enter_async_context(GrpcFront(plane, gate, settings, grpc))
                 plane.started = True
                 try:
                     yield

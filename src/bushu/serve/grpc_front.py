@@ -7,7 +7,8 @@ drains the same way whichever protocol a request came by. The messages are the p
 classes tritonclient ships (`tritonclient.grpc.service_pb2`): the wire format is not written
 here. The same `Gate` as HTTP checks the `authorization` metadata (`Bearer <token>`), by the
 scope the matching HTTP path needs; errors carry the gRPC code `STATUS_CODES` maps bushu's
-HTTP status to, and `retry-after` / `www-authenticate` travel as trailing metadata.
+HTTP status to, and `retry-after` / `www-authenticate` travel as trailing metadata. A server
+given TLS files serves gRPC with them too.
 
 ModelStreamInfer answers a stream's requests in the order they came: a generation model's
 request with one response per token (`text_output`, the last one with the parameter
@@ -31,7 +32,7 @@ from bushu.serve.auth import AccessDenied, Gate
 from bushu.serve.dataplane import DataPlane
 from bushu.serve.grpc_codec import decode_infer, encode_infer
 from bushu.serve.http_v2 import error_headers
-from bushu.serve.settings import ServeSettings
+from bushu.serve.settings import GrpcListen, ServeSettings
 
 try:
     import grpc
@@ -242,9 +243,9 @@ class GrpcFront:
     loaded, and on shutdown stops taking calls and lets running ones finish (up to `grace`
     seconds) before the batchers drain and close."""
 
-    def __init__(self, plane: DataPlane, gate: Gate | None, settings: ServeSettings, address: str,
+    def __init__(self, plane: DataPlane, gate: Gate | None, settings: ServeSettings, listen: GrpcListen,
                  grace: float = 30.0) -> None:
-        self.plane, self.gate, self.settings, self.address, self.grace = plane, gate, settings, address, grace
+        self.plane, self.gate, self.settings, self.listen, self.grace = plane, gate, settings, listen, grace
         self.port: int | None = None
 
     async def __aenter__(self) -> GrpcFront:
@@ -253,10 +254,17 @@ class GrpcFront:
                                                ("grpc.max_send_message_length", -1),
                                                ("grpc.so_reuseport", 0)])
         pb_grpc.add_GRPCInferenceServiceServicer_to_server(InferenceService(self.plane, self.gate), self.server)
+        address, tls = self.listen.address, self.listen.certfile is not None
         try:
-            self.port = self.server.add_insecure_port(self.address)
+            if tls:
+                assert self.listen.keyfile is not None
+                credentials = grpc.ssl_server_credentials([(self.listen.keyfile.read_bytes(),
+                                                            self.listen.certfile.read_bytes())])
+                self.port = self.server.add_secure_port(address, credentials)
+            else:
+                self.port = self.server.add_insecure_port(address)
         except RuntimeError as exc:
-            raise BushuError(f"cannot listen for gRPC on {self.address} ({exc}); choose another --grpc-port "
+            raise BushuError(f"cannot listen for gRPC on {address} ({exc}); choose another --grpc-port "
                              "(0: any free port)") from None
         await self.server.start()
         return self

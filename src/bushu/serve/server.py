@@ -21,7 +21,7 @@ from typing import Any
 
 from bushu.errors import BushuError
 from bushu.serve.app import create_app
-from bushu.serve.settings import ServeSettings
+from bushu.serve.settings import GrpcListen, ServeSettings
 
 
 class StartupError(BushuError):
@@ -124,8 +124,8 @@ def serve(
     on_grpc_ready: Callable[[str, int], None] | None = None,
 ) -> None:
     """Serve until SIGTERM/SIGINT; raise `StartupError` (one line) if the server cannot start.
-    With `grpc_port`, V2 over gRPC is served on `host` too (`on_grpc_ready` hears its port
-    just before `on_ready`)."""
+    With `grpc_port`, V2 over gRPC is served on `host` too, with the same TLS files
+    (`on_grpc_ready` hears its port just before `on_ready`)."""
     import uvicorn
 
     settings = settings or ServeSettings()
@@ -133,8 +133,9 @@ def serve(
     check_repository(paths, settings)
     sock = bind(host, port)
     bound_host, bound_port = sock.getsockname()[:2]
-    grpc_address = None if grpc_port is None else f"[{host}]:{grpc_port}" if ":" in host else f"{host}:{grpc_port}"
-    app = create_app(paths, settings, grpc_address=grpc_address)
+    grpc = None if grpc_port is None else GrpcListen(f"[{host}]:{grpc_port}" if ":" in host else f"{host}:{grpc_port}",
+                                                      ssl_certfile, ssl_keyfile)
+    app = create_app(paths, settings, grpc=grpc)
     watch = _StartupWatch(app)
     config = uvicorn.Config(
         watch,
