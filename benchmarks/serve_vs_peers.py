@@ -1,7 +1,9 @@
 """bushu serve against LitServe, a plain FastAPI endpoint, and a bare ASGI app (the ceiling); and
 against itself with the infer route left to Starlette's router (bushu-starlette), which measures
 the raw-ASGI fast path, and with `--log-level warning` (bushu-no-access-log), which measures the
-access log's cost (one line per request on stderr, on by default).
+access log's cost (one line per request on stderr, on by default); and bushu's other two V2
+encodings of the same tensor: the binary tensor extension over HTTP (bushu-http-binary) and
+ModelInfer over gRPC (bushu-grpc, raw_input_contents, driven by the load generator's gRPC client).
 
 Each server runs the seed CNN package (ONNX Runtime, intra-op threads pinned, 1 by default) in
 a subprocess on this machine, and is driven by the SAME load generator (`bushu.bench`) with the
@@ -20,6 +22,7 @@ Prints one table (ratios to LitServe) and writes out/bench/serve_vs_peers.png.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 import sys
@@ -65,14 +68,40 @@ def peer(script: str, package: Path, threads: int, ready_path: str, name: str) -
     return ServerProcess(command, url=f"http://127.0.0.1:{port}", ready_path=ready_path, env=env, name=name)
 
 
+def grpc_body(tensor: np.ndarray, model: str) -> bytes:
+    """The same tensor as a serialised ModelInferRequest (raw_input_contents, as tritonclient sends it)."""
+    from tritonclient.grpc import service_pb2
+
+    request = service_pb2.ModelInferRequest(model_name=model)
+    request.inputs.add(name="image", datatype="FP32", shape=tensor.shape)
+    request.raw_input_contents.append(tensor.astype("<f4").tobytes())
+    return request.SerializeToString()
+
+
+def check_grpc_answer(target: Target, name: str) -> None:
+    """As `check_answer`, over gRPC."""
+    import grpc
+    from tritonclient.grpc import service_pb2, service_pb2_grpc
+
+    request = service_pb2.ModelInferRequest.FromString(target.body)
+    with grpc.insecure_channel(target.url.removeprefix("grpc://")) as channel:
+        try:
+            response = service_pb2_grpc.GRPCInferenceServiceStub(channel).ModelInfer(request, timeout=30)
+        except grpc.RpcError as exc:
+            raise SystemExit(f"{name} answered {exc.code().name} to the benchmark request: {exc.details()}") from None
+    if not response.outputs:
+        raise SystemExit(f"{name} answered no outputs")
+
+
 def check_answer(target: Target, name: str) -> None:
     """One request before the load: the server must answer 200 with logits (not just any 200)."""
-    from bushu.bench.target import http
+    import httpx
 
-    status, body = http("POST", target.url, target.body)
+    response = httpx.post(target.url, content=target.body, headers=target.headers, timeout=30)
+    status, body = response.status_code, response.content
     if status != 200:
         raise SystemExit(f"{name} answered {status} to the benchmark request: {body[:300]!r}")
-    doc = orjson.loads(body)
+    doc, _ = json.JSONDecoder().raw_decode(body.decode("latin-1"))  # binary tensors may follow the JSON
     if "outputs" not in doc and "logits" not in doc and doc != {"ok": True}:
         raise SystemExit(f"{name} answered something else than logits: {body[:300]!r}")
 
@@ -88,7 +117,8 @@ def main() -> None:
                         help="load-generator client (raw: httptools on asyncio, ~35 µs/request; aiohttp: ~280 µs)")
     parser.add_argument("--threads", type=int, default=1, help="ONNX Runtime intra-op threads in every server")
     parser.add_argument("--only", nargs="*",
-                        help="run only these servers (bushu bushu-no-access-log bushu-starlette litserve fastapi ceiling)")
+                        help="run only these servers (bushu bushu-no-access-log bushu-starlette bushu-http-binary "
+                             "bushu-grpc litserve fastapi ceiling)")
     parser.add_argument("--plot", type=Path, default=Path("out/bench/serve_vs_peers.png"))
     parser.add_argument("--nice", type=int, default=0,
                         help="lower this script's niceness (and so every server's and client's) by N; on a machine "
@@ -104,6 +134,9 @@ def main() -> None:
     package = ensure_package(args.package)
     tensor = the_tensor()
     v2, v2_headers = v2_body({"image": ("FP32", tensor[None])})
+    binary, binary_headers = v2_body({"image": ("FP32", tensor[None])}, binary=True)
+    grpc_port = free_port()
+    grpc_request = grpc_body(tensor[None], orjson.loads((package / "bushu.json").read_bytes())["name"])
     natural = orjson.dumps({"image": tensor}, option=orjson.OPT_SERIALIZE_NUMPY)
     json_headers = {"Content-Type": "application/json"}
 
@@ -115,6 +148,13 @@ def main() -> None:
                                             "--threads", str(args.threads), "--log-level", "warning",
                                             env={"OMP_NUM_THREADS": str(args.threads)}),
                                 "/v2/models/{name}/infer", v2, v2_headers),
+        "bushu-http-binary": (bushu_serve([package], "--max-batch-size", "32", "--max-queue-delay-ms", "5",
+                                          "--threads", str(args.threads), env={"OMP_NUM_THREADS": str(args.threads)}),
+                              "/v2/models/{name}/infer", binary, binary_headers),
+        "bushu-grpc": (bushu_serve([package], "--max-batch-size", "32", "--max-queue-delay-ms", "5", "--grpc-port",
+                                   str(grpc_port), "--threads", str(args.threads),
+                                   env={"OMP_NUM_THREADS": str(args.threads)}),
+                       f"grpc://127.0.0.1:{grpc_port}", grpc_request, {}),
         "bushu-starlette": (peer("bushu_starlette.py", package, args.threads, "/v2/health/ready", "bushu (Starlette infer)"),
                             "/v2/models/{name}/infer", v2, v2_headers),
         "litserve": (peer("litserve_server.py", package, args.threads, "/health", "LitServe"),
@@ -142,11 +182,12 @@ def main() -> None:
         if args.only and key not in args.only:
             continue
         with server:
-            target = Target(server.url + path.format(name=name), body, headers, key)
-            check_answer(target, key)
+            grpc = path.startswith("grpc://")
+            target = Target(path if grpc else server.url + path.format(name=name), body, headers, key)
+            (check_grpc_answer if grpc else check_answer)(target, key)
             started = time.monotonic()
             result = run_load(target, concurrency=args.concurrency, duration=args.duration,
-                              warmup=args.warmup, processes=args.processes, client=args.client)
+                              warmup=args.warmup, processes=args.processes, client="grpc" if grpc else args.client)
             s = result.summary()
             console.print(f"  {key:<9} {s['req_per_s']:8,.0f} req/s  p99 {s['p99_ms']:7.2f} ms  "
                           f"errors {result.error_count}  ({time.monotonic() - started:.0f} s)", highlight=False)
@@ -164,6 +205,11 @@ def main() -> None:
                    f"({'met' if rps_ok else 'MISSED'}); bushu p99 ≤ ⅓ LitServe's: "
                    f"{b['p99_ms'] / l['p99_ms']:.2f}× ({'met' if p99_ok else 'MISSED'})")
         console.print(verdict, highlight=False)
+    if "bushu" in names and "bushu-grpc" in names:
+        ratio = names["bushu-grpc"].summary()["req_per_s"] / names["bushu"].summary()["req_per_s"]
+        grpc_verdict = f"goal: bushu gRPC ≥ 1.5× bushu HTTP JSON req/s: {ratio:.2f}× ({'met' if ratio >= 1.5 else 'MISSED'})"
+        verdict = f"{verdict}\n{grpc_verdict}" if verdict else grpc_verdict
+        console.print(grpc_verdict, highlight=False)
     console.print(f"load average after {os.getloadavg()[0]:.2f}", highlight=False)
     record = args.plot.with_suffix(".md")
     record.parent.mkdir(parents=True, exist_ok=True)

@@ -159,3 +159,21 @@ def test_a_second_start_is_refused_so_no_server_is_left_unowned(server):
     with pytest.raises(RuntimeError, match="already started"):
         server.start()
     assert server.pid == pid and server.proc.poll() is None  # the first one still runs, still owned
+
+
+def test_grpc_load_against_a_real_server(tiny_package):
+    """The gRPC client: a pre-serialised ModelInferRequest, counted like the HTTP clients; errors by code name."""
+    from tritonclient.grpc import service_pb2
+
+    port = free_port()
+    request = service_pb2.ModelInferRequest(model_name="tiny")
+    request.inputs.add(name="x", datatype="FP32", shape=[1, 6])
+    request.raw_input_contents.append(np.ones((1, 6), "<f4").tobytes())
+    with bushu_serve([tiny_package], "--grpc-port", str(port), "--max-queue-delay-ms", "1"):
+        result = run_load(Target(f"grpc://127.0.0.1:{port}", request.SerializeToString(), label="grpc"),
+                          concurrency=4, duration=0.8, warmup=0.2, client="grpc")
+        check_result(result)
+        request.model_name = "absent"
+        bad = run_load(Target(f"grpc://127.0.0.1:{port}", request.SerializeToString()), concurrency=2,
+                       duration=0.3, warmup=0, client="grpc")
+    assert bad.requests == 0 and set(bad.errors) == {"NOT_FOUND"}

@@ -133,7 +133,7 @@ def test_rate_limit_buckets_are_evicted(tiny_package):
         refilling = AccessControl(ok, [], anonymous_rate=1e9, anonymous_burst=1)
         for i in range(10_000):
             await call(refilling, f"10.1.{i // 256}.{i % 256}")
-        return statuses, again, len(bounded.buckets), len(refilling.buckets)
+        return statuses, again, len(bounded.gate.buckets), len(refilling.gate.buckets)
 
     statuses, again, kept, kept_refilling = asyncio.run(scenario())
     assert statuses == [200] * 10_000 and again == 429

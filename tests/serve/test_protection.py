@@ -2,7 +2,6 @@
 rate limits, path traversal, TLS, audit lines, and overload."""
 
 import asyncio
-import datetime
 import logging
 import os
 import shutil
@@ -22,6 +21,7 @@ from bushu.serve.auth import load_tokens
 from bushu.serve.settings import ServeSettings
 from fixtures.files import flip_byte
 from fixtures.servers import ThreadServer
+from fixtures.tls import self_signed
 
 TINY = {"inputs": [{"name": "x", "datatype": "FP32", "shape": [1, 6], "data": [0.5] * 6}]}
 
@@ -177,28 +177,6 @@ def test_symlinks_out_of_the_repository_are_refused(tiny_package, tmp_path):
         assert r.status_code == 404 and "no model 'linked'" in r.json()["error"]
         r = httpx.post(server.url + "/v2/repository/models/leaky/load")
         assert r.status_code == 422 and "outside the package folder" in r.json()["error"]
-
-
-def self_signed(tmp_path):
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = datetime.datetime.now(datetime.timezone.utc)
-    import ipaddress
-
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-            .serial_number(x509.random_serial_number()).not_valid_before(now)
-            .not_valid_after(now + datetime.timedelta(days=1))
-            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
-            .sign(key, hashes.SHA256()))
-    (tmp_path / "cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    (tmp_path / "key.pem").write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                                         serialization.NoEncryption()))
-    return tmp_path / "cert.pem", tmp_path / "key.pem"
 
 
 def test_tls_with_a_self_signed_certificate(tiny_package, tmp_path):

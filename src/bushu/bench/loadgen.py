@@ -121,6 +121,11 @@ async def _drive(target: Target, concurrency: int, start_wall: float, warmup: fl
     window_start = now + int(warmup * 1e9)
     window_end = window_start + int(duration * 1e9)
     part = _Part(window_start)
+    if client == "grpc":  # V2 over gRPC (bench/grpc_load.py)
+        from bushu.bench.grpc_load import grpc_workers
+
+        await asyncio.wait_for(grpc_workers(target, concurrency, window_end, part), warmup + duration + timeout)
+        return part
     if client == "raw":
         workers = [asyncio.ensure_future(_raw_worker(target, window_end, part))
                    for _ in range(concurrency)]
@@ -263,12 +268,13 @@ def run_load(
 
     `client`: "raw" (default; pre-built request bytes on asyncio connections, httptools parsing
     the answers, plain http only) or "aiohttp" (a general client, https too; several times the
-    CPU per request, which a benchmark on few cores takes from the server it measures).
+    CPU per request, which a benchmark on few cores takes from the server it measures) or
+    "grpc" (a `bench.grpc_load.grpc_target`: V2 ModelInfer over gRPC).
     """
     if concurrency < 1 or processes < 1 or duration <= 0 or warmup < 0:
         raise ValueError("concurrency and processes must be at least 1, duration positive, warm-up not negative")
-    if client not in ("raw", "aiohttp"):
-        raise ValueError(f"client must be 'raw' or 'aiohttp', not {client!r}")
+    if client not in ("raw", "aiohttp", "grpc"):
+        raise ValueError(f"client must be 'raw', 'aiohttp' or 'grpc', not {client!r}")
     processes = min(processes, concurrency)
     shares = [concurrency // processes + (i < concurrency % processes) for i in range(processes)]
     if processes == 1:

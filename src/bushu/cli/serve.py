@@ -42,8 +42,9 @@ def serve(
     max_tokens_in_flight: Annotated[int, typer.Option(min=1, help="generation: KV-cache tokens (prompt + new) "
                                                                   "reserved at most; beyond, requests wait")] = 32768,
     max_sequences: Annotated[int, typer.Option(min=1, help="generation: sequences decoded together at most")] = 64,
+    grpc_port: Annotated[int | None, typer.Option(min=0, help="also serve V2 over gRPC on this port (0: any free port)")] = None,
 ) -> None:
-    """Serve packages over the Open Inference Protocol v2 (HTTP), with dynamic batching."""
+    """Serve packages over the Open Inference Protocol v2 (HTTP, and gRPC with --grpc-port), with dynamic batching."""
     from bushu.package.encryption import load_key
     from bushu.serve import logs
     from bushu.serve.auth import load_tokens
@@ -72,9 +73,12 @@ def serve(
         out.print(f"bushu serving on {scheme}://{bound_host}:{bound_port}", highlight=False)
         sys.stdout.flush()
 
+    def announce_grpc(bound_host: str, bound_port: int) -> None:
+        out.print(f"bushu gRPC on {bound_host}:{bound_port}", highlight=False)
+
     logs.configure(log_format, log_level, audit_log)
     run_server(paths, host=host, port=port, settings=settings, on_ready=announce,
-               ssl_certfile=ssl_certfile, ssl_keyfile=ssl_keyfile)
+               ssl_certfile=ssl_certfile, ssl_keyfile=ssl_keyfile, grpc_port=grpc_port, on_grpc_ready=announce_grpc)
 
 
 @app.command()

@@ -24,10 +24,12 @@ from starlette.routing import Route
 from bushu.errors import BushuError
 from bushu.serve.access_log import AccessLog
 from bushu.serve.asgi import ClientGone, read_body
-from bushu.serve.auth import AccessControl
+from bushu.serve.auth import AccessControl, Gate
 from bushu.serve.codec import HEADER_LENGTH
+from bushu.serve.compression import encode_response
 from bushu.serve.dataplane import DataPlane
 from bushu.serve.explain_routes import explain_routes
+from bushu.serve.extension_routes import extension_routes
 from bushu.serve.fast_infer import FastInfer
 from bushu.serve.http_v2 import error_headers, infer_v2
 from bushu.serve.media import render_png, video_response
@@ -38,7 +40,7 @@ from bushu.serve.openapi import model_doc, openapi_document
 from bushu.serve.playground_routes import playground_routes
 from bushu.serve.predict import natural_inputs, search_request
 from bushu.serve.repository import ModelRepository
-from bushu.serve.settings import ServeSettings
+from bushu.serve.settings import GrpcListen, ServeSettings
 
 log = logging.getLogger("bushu.serve")
 
@@ -55,9 +57,12 @@ async def _read_body(request: Request, settings: ServeSettings) -> bytes:
     return await read_body(request.receive, request.scope["headers"], settings.max_body_bytes, settings.body_timeout_s)
 
 
-def create_app(paths: list[Path], settings: ServeSettings | None = None, *, fast_infer: bool = True) -> Starlette:
+def create_app(paths: list[Path], settings: ServeSettings | None = None, *, fast_infer: bool = True,
+               grpc: GrpcListen | None = None) -> Starlette:
     """The ASGI app serving every package and model repository in `paths`; `fast_infer=False`
-    serves the infer route through Starlette's router too (for measuring the fast path)."""
+    serves the infer route through Starlette's router too (for measuring the fast path);
+    `grpc` also serves V2 over gRPC (`serve.grpc_front`), from startup to shutdown, its port in
+    `app.state.grpc.port`."""
     settings = settings or ServeSettings()
     metrics = ServerMetrics()
     repository = ModelRepository(paths, settings, metrics)
@@ -85,10 +90,12 @@ def create_app(paths: list[Path], settings: ServeSettings | None = None, *, fast
         body = await _read_body(request, settings)
         payload, header_length = await infer_v2(plane, p["model"], p.get("version"), body,
                                                 request.headers.get(HEADER_LENGTH))
+        payload, encoded = encode_response(payload, request.headers.get("accept-encoding"))
+        headers = {k.decode(): v.decode() for k, v in encoded}
         if header_length is None:
-            return Response(payload, media_type="application/json")
+            return Response(payload, media_type="application/json", headers=headers)
         return Response(payload, media_type="application/octet-stream",
-                        headers={"Inference-Header-Content-Length": str(header_length)})
+                        headers={**headers, "Inference-Header-Content-Length": str(header_length)})
 
     async def predict_route(request: Request) -> Response:
         p = request.path_params
@@ -147,16 +154,24 @@ def create_app(paths: list[Path], settings: ServeSettings | None = None, *, fast
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await repository.load_all()
-        plane.started = True
         try:
-            yield
+            async with contextlib.AsyncExitStack() as fronts:  # they stop before the batchers close
+                if grpc is not None:
+                    from bushu.serve.grpc_front import GrpcFront
+
+                    app.state.grpc = await fronts.enter_async_context(GrpcFront(plane, gate, settings, grpc))
+                plane.started = True
+                try:
+                    yield
+                finally:
+                    plane.started = False
         finally:
-            plane.started = False
             await repository.close()
 
     models = "/v2/models/{model}"
     versioned = "/v2/models/{model}/versions/{version}"
     routes = [
+        *extension_routes(plane),  # ahead of model metadata: /v2/models/stats is not a model
         Route("/v2/health/live", live),
         Route("/v2/health/ready", ready),
         Route("/v2", server_metadata),
@@ -178,10 +193,10 @@ def create_app(paths: list[Path], settings: ServeSettings | None = None, *, fast
         *generate_routes(plane, settings.max_body_bytes),
     ]
     guarded = bool(settings.tokens) or settings.anonymous_rate_per_s is not None
+    gate = Gate(list(settings.tokens), settings.anonymous_rate_per_s) if guarded else None
     middleware = [Middleware(AccessLog)]  # outermost: it sees every answer, refusals included
     if guarded:
-        middleware.append(Middleware(AccessControl, tokens=list(settings.tokens),
-                                     anonymous_rate=settings.anonymous_rate_per_s))
+        middleware.append(Middleware(AccessControl, gate=gate))
     if fast_infer:  # inside access control, ahead of the router
         middleware.append(Middleware(FastInfer, plane=plane, max_body_bytes=settings.max_body_bytes,
                                      body_timeout=settings.body_timeout_s))

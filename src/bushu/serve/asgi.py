@@ -10,6 +10,7 @@ from typing import Any
 import orjson
 
 from bushu.errors import BushuError
+from bushu.serve.compression import inflate
 
 Send = Callable[[Any], Awaitable[None]]
 Receive = Callable[[], Awaitable[Any]]
@@ -49,15 +50,17 @@ def header(headers: Headers, name: bytes) -> str | None:
 
 async def read_body(receive: Receive, headers: Headers, limit: int, timeout: float | None = None) -> bytes:
     """The whole request body, refused with 413 as soon as it is known to pass `limit` bytes,
-    and with 408 when it has not all arrived within `timeout` seconds."""
+    and with 408 when it has not all arrived within `timeout` seconds; a gzip or deflate body
+    comes inflated (`serve.compression`), within the same limit."""
     declared = header(headers, b"content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise PayloadTooLarge(f"request body of {declared} bytes exceeds the limit of {limit} bytes")
     try:
         async with asyncio.timeout(timeout):
-            return await _receive_all(receive, limit)
+            body = await _receive_all(receive, limit)
     except TimeoutError:
         raise BodyTimeout(f"the request body did not arrive within {timeout:g} s") from None
+    return inflate(body, header(headers, b"content-encoding"), limit)
 
 
 async def _receive_all(receive: Receive, limit: int) -> bytes:

@@ -19,7 +19,7 @@ from typing import Any
 
 import orjson
 
-from bushu.errors import InvalidInput, NotFound
+from bushu.errors import BushuError, InvalidInput, NotFound
 from bushu.serve.asgi import send_error
 
 Scope = MutableMapping[str, Any]
@@ -96,18 +96,27 @@ class TokenBucket:
         return (1 - self.level) / self.rate
 
 
-class AccessControl:
-    """ASGI middleware: authenticate, authorise by scope, rate-limit; records the token's name
-    in `scope["state"]["token"]` for the audit log.
+class AccessDenied(BushuError):
+    """A request refused by the gate: 401 (no or bad token), 403 (scope) or 429 (rate), with the
+    headers HTTP sends with it (a gRPC front sends them as trailing metadata)."""
+
+    def __init__(self, message: str, status: int, headers: list[tuple[bytes, bytes]]) -> None:
+        super().__init__(message, status=status)
+        self.headers = headers
+
+
+class Gate:
+    """Authenticate, authorise by scope, rate-limit: one policy for every front (the HTTP
+    middleware below, the gRPC front), so a client meets the same tokens and the same buckets
+    whichever protocol it speaks.
 
     Buckets are kept least recently used first, and memory stays bounded: a bucket that has
     refilled is forgotten (a fresh one is the same), and past `max_buckets` the least recently
     used is dropped even if not full (its client gets a fresh burst: the bound wins).
     """
 
-    def __init__(self, app: ASGIApp, tokens: list[Token], anonymous_rate: float | None = None,
+    def __init__(self, tokens: list[Token], anonymous_rate: float | None = None,
                  anonymous_burst: int = 10, max_buckets: int = 100_000) -> None:
-        self.app = app
         self.tokens = tokens
         self.anonymous_rate = anonymous_rate
         self.anonymous_burst = anonymous_burst
@@ -147,30 +156,45 @@ class AccessControl:
         while len(self.buckets) > self.max_buckets:
             self.buckets.popitem(last=False)
 
+    def admit(self, needed: str | None, authorization: bytes | None, client: str) -> str:
+        """The name the request acts under (for the audit log), or `AccessDenied`."""
+        if needed is None:
+            return "anonymous"
+        if self.tokens:
+            token = self._find(authorization)
+            if token is None:
+                message = "a bearer token is required" if authorization is None else "the bearer token is not valid"
+                raise AccessDenied(message, 401, [(b"www-authenticate", b'Bearer realm="bushu"')])
+            if needed not in token.scopes:
+                raise AccessDenied(f"token {token.name!r} lacks the {needed!r} scope", 403, [])
+            name = token.name
+            wait = self._limit(name, token.rate_per_s, token.burst)
+        else:
+            name = f"anonymous@{client}"
+            wait = self._limit(name, self.anonymous_rate, self.anonymous_burst)
+        if wait > 0:
+            raise AccessDenied(f"rate limit exceeded for {name}", 429, [(b"retry-after", str(math.ceil(wait)).encode())])
+        return name
+
+
+class AccessControl:
+    """ASGI middleware over a `Gate`: records the token's name in `scope["state"]["token"]` for
+    the audit log. Give it the app's shared `gate`, or the gate's arguments to make its own."""
+
+    def __init__(self, app: ASGIApp, tokens: list[Token] | None = None, anonymous_rate: float | None = None,
+                 anonymous_burst: int = 10, max_buckets: int = 100_000, gate: Gate | None = None) -> None:
+        self.app = app
+        self.gate = gate or Gate(tokens or [], anonymous_rate, anonymous_burst, max_buckets)
+
     async def __call__(self, scope: Scope, receive: Callable[[], Awaitable[Any]],
                        send: Callable[[Any], Awaitable[None]]) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         needed = required_scope(scope["path"])
-        name = "anonymous"
-        if needed is not None and self.tokens:
-            header = next((v for k, v in scope["headers"] if k == b"authorization"), None)
-            token = self._find(header)
-            if token is None:
-                message = "a bearer token is required" if header is None else "the bearer token is not valid"
-                return await send_error(send, 401, message, [(b"www-authenticate", b'Bearer realm="bushu"')])
-            if needed not in token.scopes:
-                return await send_error(send, 403, f"token {token.name!r} lacks the {needed!r} scope")
-            name = token.name
-            wait = self._limit(name, token.rate_per_s, token.burst)
-        elif needed is not None:
-            client = scope.get("client") or ("unknown", 0)
-            name = f"anonymous@{client[0]}"
-            wait = self._limit(name, self.anonymous_rate, self.anonymous_burst)
-        else:
-            wait = 0.0
-        if wait > 0:
-            return await send_error(send, 429, f"rate limit exceeded for {name}",
-                                [(b"retry-after", str(math.ceil(wait)).encode())])
+        header = next((v for k, v in scope["headers"] if k == b"authorization"), None) if self.gate.tokens else None
+        try:
+            name = self.gate.admit(needed, header, (scope.get("client") or ("unknown", 0))[0])
+        except AccessDenied as exc:
+            return await send_error(send, exc.status, str(exc), exc.headers)
         scope.setdefault("state", {})["token"] = name
         await self.app(scope, receive, send)

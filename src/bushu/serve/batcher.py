@@ -55,7 +55,7 @@ class BatchObserver:
     """Hooks the metrics module fills in; the batcher knows nothing of Prometheus."""
 
     queued: Callable[[float], None] = lambda seconds: None
-    computed: Callable[[float, int], None] = lambda seconds, rows: None
+    computed: Callable[[float, int, int], None] = lambda seconds, rows, requests: None
     depth: Callable[[int], None] = lambda depth: None
 
 
@@ -278,11 +278,11 @@ class Batcher:
                 except Exception as single:
                     _fail(item, single)
                 else:
-                    self.observer.computed(time.perf_counter() - start, item.rows)
+                    self.observer.computed(time.perf_counter() - start, item.rows, 1)
                     if not item.future.done():
                         item.future.set_result(part)
             return None
-        self.observer.computed(time.perf_counter() - start, sum(i.rows for i in live))
+        self.observer.computed(time.perf_counter() - start, sum(i.rows for i in live), len(live))
         for item, part in zip(live, result):
             if not item.future.done():
                 item.future.set_result(part)

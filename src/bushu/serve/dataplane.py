@@ -1,9 +1,11 @@
-"""The transport-independent core of the server: health, metadata, inference, repository.
+"""The transport-independent core of the server: health, metadata, configuration, statistics,
+inference, repository.
 
-HTTP routes (and later gRPC) only translate to and from these calls (MLServer's
-`handlers/dataplane.py` split). Nothing here knows about requests or responses on a wire:
-every method takes requests already decoded (`codec.InferRequest`, `predict.NaturalRequest`,
-`predict.SearchRequest`).
+The HTTP routes and the gRPC front (`grpc_front.py`) only translate to and from these calls
+(MLServer's `handlers/dataplane.py` split). Nothing here knows about requests or responses on a
+wire: every method takes requests already decoded (`codec.InferRequest`, `predict.NaturalRequest`,
+`predict.SearchRequest`); a front decodes with its own decoder through `decode`, so a request that
+does not decode counts as a failure the same way whichever front it came by.
 
 No request is lost on reload, unload or shutdown: a request enters its model's batcher (or
 holds it, for the app routes that prepare tensors in a worker thread first) in the same step
@@ -14,7 +16,7 @@ request it holds.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
 import bushu
@@ -22,12 +24,12 @@ from bushu.errors import BushuError
 from bushu.serve.asgi import PayloadTooLarge
 from bushu.serve.codec import InferRequest
 from bushu.serve.metrics import ServerMetrics
+from bushu.serve.model_config import PLATFORMS, model_config
 from bushu.serve.predict import NaturalRequest, SearchRequest, predict, search
 from bushu.serve.repository import LoadedModel, ModelRepository
 from bushu.serve.video import frame_answers, open_video
 
 T = TypeVar("T")
-_PLATFORM = {"onnxruntime": "onnxruntime_onnx", "openvino": "openvino", "pytorch": "pytorch_torchscript"}
 
 
 class DataPlane:
@@ -46,7 +48,7 @@ class DataPlane:
         return {
             "name": "bushu",
             "version": bushu.__version__,
-            "extensions": ["binary_tensor_data", "model_repository"],
+            "extensions": ["binary_tensor_data", "model_repository", "statistics", "model_configuration"],
         }
 
     def model_ready(self, name: str, version: str | None = None) -> bool:
@@ -63,12 +65,28 @@ class DataPlane:
         return {
             "name": name,
             "versions": self.repository.versions(name) if version is None else [version],
-            "platform": _PLATFORM.get(variant.backend, variant.backend),
+            "platform": PLATFORMS.get(variant.backend, variant.backend),
             "inputs": [{"name": s.name, "datatype": s.datatype, "shape": s.shape} for s in manifest.inputs],
             "outputs": [{"name": s.name, "datatype": s.datatype, "shape": s.shape} for s in manifest.outputs],
             "parameters": {"task": manifest.task, "variant": manifest.default_variant,
                            **({"labels": manifest.labels} if manifest.labels else {})},
         }
+
+    def model_config(self, name: str, version: str | None = None) -> dict[str, Any]:
+        """Triton's model configuration (`serve.model_config`)."""
+        return model_config(self.repository.get(name, version), self.repository.settings)
+
+    def statistics(self, name: str | None = None, version: str | None = None) -> dict[str, Any]:
+        """Triton's statistics of every loaded model, every version of `name`, or one version (404
+        if not loaded): counts and cumulative durations since the server started."""
+        if name is None:
+            versions = sorted((m.name, m.version) for m in self.repository.loaded())
+        elif version is None:
+            self.repository.get(name)
+            versions = [(name, v) for v in self.repository.versions(name)]
+        else:
+            versions = [(name, self.repository.get(name, version).version)]
+        return self.metrics.statistics.report(versions)
 
     def lookup(self, name: str, version: str | None = None) -> LoadedModel:
         return self.repository.get(name, version)
@@ -83,6 +101,15 @@ class DataPlane:
             raise
         self.metrics.outcome(model.name, model.version, 200, time.perf_counter() - start)
         return result
+
+    def decode(self, model: LoadedModel, decoder: Callable[..., InferRequest], *wire: Any) -> InferRequest:
+        """A front's request for `model` decoded by the front's `decoder`: one that does not
+        decode still counts as the model's failed request, whichever front it came by."""
+        try:
+            return decoder(*wire)
+        except BushuError as exc:
+            self.metrics.outcome(model.name, model.version, exc.status)
+            raise
 
     async def infer(self, model: LoadedModel, request: InferRequest) -> dict[str, Any]:
         """Run one decoded V2 request through the model's batcher (`model` from `lookup`, in

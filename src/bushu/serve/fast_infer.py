@@ -16,6 +16,7 @@ from typing import Any
 
 from bushu.errors import BushuError
 from bushu.serve.asgi import ClientGone, Receive, Send, header, read_body, send_bytes, send_error
+from bushu.serve.compression import encode_response
 from bushu.serve.dataplane import DataPlane
 from bushu.serve.http_v2 import error_headers, infer_v2
 
@@ -52,6 +53,7 @@ class FastInfer:
         headers = scope["headers"]
         body = await read_body(receive, headers, self.max_body_bytes, self.body_timeout)
         payload, header_length = await infer_v2(self.plane, name, version, body, header(headers, HEADER_LENGTH))
+        payload, encoded = encode_response(payload, header(headers, b"accept-encoding"))
         if header_length is None:
-            return 200, payload, b"application/json", []
-        return 200, payload, b"application/octet-stream", [(HEADER_LENGTH, str(header_length).encode())]
+            return 200, payload, b"application/json", encoded
+        return 200, payload, b"application/octet-stream", [(HEADER_LENGTH, str(header_length).encode()), *encoded]

@@ -92,12 +92,32 @@ def _params(doc: dict[str, Any], engine: GenerationEngine, prompt: list[int], ne
     return parse_params(given, engine.config, room=engine.core.room(prompt))
 
 
-def _engine(plane: Any, request: Request, name: str | None = None) -> GenerationEngine:
-    p = request.path_params
-    model = plane.lookup(name or p["model"], p.get("version"))
+def engine_of(model: Any) -> GenerationEngine:
+    """The generation engine of a loaded model (`serve.repository.LoadedModel`), or 400."""
     if not isinstance(model.batcher, GenerationEngine):
         raise InvalidInput(f"model {model.name!r} ({model.manifest.task}) does not generate text")
     return model.batcher
+
+
+def _engine(plane: Any, request: Request, name: str | None = None) -> GenerationEngine:
+    p = request.path_params
+    return engine_of(plane.lookup(name or p["model"], p.get("version")))
+
+
+def triton_request(doc: dict[str, Any], engine: GenerationEngine) -> tuple[list[int], SamplingParams]:
+    """A decoded Triton generate request (`text_input`, sampling fields at the top or in
+    `parameters`): the prompt's tokens and the sampling parameters. The gRPC front's
+    ModelStreamInfer builds the same document from its tensors and parameters."""
+    text = doc.get("text_input")
+    if text is None:
+        raise InvalidInput("'text_input' is missing")
+    prompt = engine.codec.encode(text, "text_input")
+    parameters = doc.get("parameters") or {}
+    if not isinstance(parameters, dict):
+        raise InvalidInput("'parameters' must be a JSON object")
+    top = {k: v for k, v in doc.items() if k not in ("text_input", "parameters")}
+    merged = {**top, **{k: v for k, v in parameters.items() if k != "stream"}}
+    return prompt, _params(merged, engine, prompt, {})
 
 
 async def _unless_gone(request: Request, work: Awaitable[T]) -> T:
@@ -162,18 +182,6 @@ def generate_routes(plane: Any, max_body_bytes: int) -> list[Route]:
         return _document(await read_body(request.receive, request.scope["headers"], max_body_bytes))
 
     # -- Triton's generate extension -------------------------------------------------------------
-
-    def triton_request(doc: dict[str, Any], engine: GenerationEngine) -> tuple[list[int], SamplingParams]:
-        text = doc.get("text_input")
-        if text is None:
-            raise InvalidInput("'text_input' is missing")
-        prompt = engine.codec.encode(text, "text_input")
-        parameters = doc.get("parameters") or {}
-        if not isinstance(parameters, dict):
-            raise InvalidInput("'parameters' must be a JSON object")
-        top = {k: v for k, v in doc.items() if k not in ("text_input", "parameters")}
-        merged = {**top, **{k: v for k, v in parameters.items() if k != "stream"}}
-        return prompt, _params(merged, engine, prompt, {})
 
     async def triton_generate(request: Request) -> Response:
         engine = _engine(plane, request)

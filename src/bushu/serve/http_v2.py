@@ -28,10 +28,6 @@ async def infer_v2(plane: DataPlane, name: str, version: str | None, body: bytes
     """One V2 infer body in, the response body out (and its JSON header's length when binary
     tensors follow)."""
     model = plane.lookup(name, version)
-    try:
-        decoded = decode_request(body, header_length)
-    except BushuError as exc:  # a body that does not decode still counts as this model's failed request
-        plane.metrics.outcome(model.name, model.version, exc.status)
-        raise
+    decoded = plane.decode(model, decode_request, body, header_length)
     outputs = await plane.infer(model, decoded)
     return encode_response(model.name, model.version, decoded, outputs)

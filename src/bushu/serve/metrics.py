@@ -1,5 +1,6 @@
 """Prometheus metrics for the server, in a registry of its own (one per app, so tests can
-run several servers in one process)."""
+run several servers in one process), and beside them the statistics extension's counts
+(`serve.statistics`), fed by the same hooks."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 
 from bushu.serve.batcher import BatchObserver
 from bushu.serve.generate_metrics import GenerationMetrics
+from bushu.serve.statistics import Statistics
 
 _LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 _BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
@@ -31,18 +33,25 @@ class ServerMetrics:
         self.queue_depth = Gauge("bushu_queue_depth", "Requests waiting in the batch queue", labels,
                                  registry=self.registry)
         self.generation = GenerationMetrics(self.registry)
+        self.statistics = Statistics()
 
     def observer(self, model: str, version: str) -> BatchObserver:
         queued = self.queue_seconds.labels(model, version)
         computed = self.compute_seconds.labels(model, version)
         batch = self.batch_size.labels(model, version)
         depth = self.queue_depth.labels(model, version)
+        stats = self.statistics.model(model, version)
 
-        def on_compute(seconds: float, rows: int) -> None:
+        def on_queued(seconds: float) -> None:
+            queued.observe(seconds)
+            stats.queue.add(seconds)
+
+        def on_compute(seconds: float, rows: int, requests: int) -> None:
             computed.observe(seconds)
             batch.observe(rows)
+            stats.computed(seconds, rows, requests)
 
-        return BatchObserver(queued=queued.observe, computed=on_compute, depth=depth.set)
+        return BatchObserver(queued=on_queued, computed=on_compute, depth=depth.set)
 
     def outcome(self, model: str, version: str, status: int, seconds: float | None = None) -> None:
         if status < 400:
@@ -56,6 +65,7 @@ class ServerMetrics:
         else:
             outcome = "error"
         self.requests.labels(model, version, outcome).inc()
+        self.statistics.model(model, version).outcome(status < 400, seconds or 0.0)
         if seconds is not None:
             self.request_seconds.labels(model, version).observe(seconds)
 

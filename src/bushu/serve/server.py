@@ -21,7 +21,7 @@ from typing import Any
 
 from bushu.errors import BushuError
 from bushu.serve.app import create_app
-from bushu.serve.settings import ServeSettings
+from bushu.serve.settings import GrpcListen, ServeSettings
 
 
 class StartupError(BushuError):
@@ -120,8 +120,12 @@ def serve(
     graceful_timeout: float = 30.0,
     ssl_certfile: Path | None = None,
     ssl_keyfile: Path | None = None,
+    grpc_port: int | None = None,
+    on_grpc_ready: Callable[[str, int], None] | None = None,
 ) -> None:
-    """Serve until SIGTERM/SIGINT; raise `StartupError` (one line) if the server cannot start."""
+    """Serve until SIGTERM/SIGINT; raise `StartupError` (one line) if the server cannot start.
+    With `grpc_port`, V2 over gRPC is served on `host` too, with the same TLS files
+    (`on_grpc_ready` hears its port just before `on_ready`)."""
     import uvicorn
 
     settings = settings or ServeSettings()
@@ -129,7 +133,10 @@ def serve(
     check_repository(paths, settings)
     sock = bind(host, port)
     bound_host, bound_port = sock.getsockname()[:2]
-    watch = _StartupWatch(create_app(paths, settings))
+    grpc = None if grpc_port is None else GrpcListen(f"[{host}]:{grpc_port}" if ":" in host else f"{host}:{grpc_port}",
+                                                      ssl_certfile, ssl_keyfile)
+    app = create_app(paths, settings, grpc=grpc)
+    watch = _StartupWatch(app)
     config = uvicorn.Config(
         watch,
         loop="uvloop",
@@ -148,6 +155,8 @@ def serve(
     class Server(uvicorn.Server):
         async def startup(self, sockets: list[socket.socket] | None = None) -> None:
             await super().startup(sockets)  # models loaded and warmed up, then the port listens
+            if self.started and grpc_port is not None and on_grpc_ready is not None:
+                on_grpc_ready(bound_host, app.state.grpc.port)
             if self.started and on_ready is not None:
                 on_ready(scheme, bound_host, bound_port)
 

@@ -9,6 +9,16 @@ from bushu.serve.auth import Token
 
 
 @dataclass(frozen=True)
+class GrpcListen:
+    """Where the gRPC front listens ("host:port"), and the TLS files it serves with (the HTTP
+    server's: a server given TLS never speaks plaintext gRPC)."""
+
+    address: str
+    certfile: Path | None = None
+    keyfile: Path | None = None
+
+
+@dataclass(frozen=True)
 class ServeSettings:
     max_batch_size: int = 32
     max_queue_delay_ms: float = 5.0
