@@ -77,3 +77,50 @@ def test_bad_log_options_are_one_line(tiny_package):
     for option, value in (("--log-format", "xml"), ("--log-level", "loud")):
         result = CliRunner().invoke(app, ["serve", str(tiny_package), option, value])
         assert result.exit_code == 1 and f"{option} must be one of" in result.output
+
+
+def test_sigterm_right_after_the_last_answer_loses_no_line(tiny_package):
+    """Lines are written in batches off the event loop (`logs.AccessLines`): a server stopped at
+    once after its last answer still writes every request's line before it exits."""
+    import asyncio
+
+    async def send_all(url: str) -> list[str]:
+        async with httpx.AsyncClient(base_url=url) as client:
+            async def one(i: int) -> str:
+                r = await client.post("/v2/models/tiny/infer", json=TINY, headers={"X-Request-ID": f"last-{i}"})
+                assert r.status_code == 200
+                return r.headers["x-request-id"]
+            return await asyncio.gather(*(one(i) for i in range(200)))
+
+    with ProcessServer(str(tiny_package)) as server:
+        ids = asyncio.run(send_all(server.url))
+        assert server.terminate() in (0, -15)  # uvicorn re-raises SIGTERM once it has drained
+        server.reader.join(10)
+        logged = {m[1] for ln in server.lines if (m := re.search(r"request_id=(\S+)$", ln))}
+    assert set(ids) <= logged, sorted(set(ids) - logged)[:5]
+
+
+def test_batched_lines_read_as_logging_would_write_them_and_close_flushes_them():
+    """`AccessLines` writes what a `logging` record with the same fields gives through the
+    configured formatter, in order, and `close` writes what the timer has not yet."""
+    import io
+    import logging
+
+    from bushu.serve import logs
+
+    values = ("POST", "/v2/models/m/infer", "m", 200, 1.25, "rid-1", "127.0.0.1")
+    fields = dict(zip(logs.ACCESS_FIELDS, values))
+    for fmt in logs.FORMATS:
+        stream = io.StringIO()
+        handler = logging.StreamHandler(stream)
+        handler.setFormatter(logs.formatter(fmt))
+        lines = logs.AccessLines(handler, fmt, interval=3600)  # only close() writes
+        record = logging.LogRecord("bushu.access", logging.INFO, __file__, 1, logs.ACCESS_TEXT.format(**fields),
+                                   None, None)
+        record.fields = fields
+        for i in range(3):
+            lines.add(record.created, (*values[:5], f"rid-{i}", values[6]))
+        assert stream.getvalue() == ""
+        lines.close()
+        written = stream.getvalue().splitlines()
+        assert [ln.replace(f"rid-{i}", "rid-1") for i, ln in enumerate(written)] == [handler.format(record)] * 3, fmt

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from bushu.errors import BushuError
+from bushu.serve import logs
 from bushu.serve.app import create_app
 from bushu.serve.settings import ServeSettings
 
@@ -150,6 +151,11 @@ def serve(
             await super().startup(sockets)  # models loaded and warmed up, then the port listens
             if self.started and on_ready is not None:
                 on_ready(scheme, bound_host, bound_port)
+
+        async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+            await super().shutdown(sockets)  # every request answered, then the lifespan's end
+            if logs.access_lines is not None:  # before uvicorn re-raises SIGTERM, which ends the process
+                logs.access_lines.flush()
 
     try:
         Server(config).run(sockets=[sock])
