@@ -31,6 +31,7 @@ class ServerMetrics:
         self.queue_depth = Gauge("bushu_queue_depth", "Requests waiting in the batch queue", labels,
                                  registry=self.registry)
         self.generation = GenerationMetrics(self.registry)
+        self._children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
 
     def observer(self, model: str, version: str) -> BatchObserver:
         queued = self.queue_seconds.labels(model, version)
@@ -45,19 +46,25 @@ class ServerMetrics:
         return BatchObserver(queued=queued.observe, computed=on_compute, depth=depth.set)
 
     def outcome(self, model: str, version: str, status: int, seconds: float | None = None) -> None:
-        if status < 400:
-            outcome = "ok"
-        elif status == 504:
-            outcome = "timeout"
-        elif status in (429, 503):
-            outcome = "overloaded"
-        elif status < 500:
-            outcome = "client_error"
-        else:
-            outcome = "error"
-        self.requests.labels(model, version, outcome).inc()
+        """Count one request's outcome (and its latency). The labelled children are looked up
+        once per (model, version, status): `labels()` takes a lock and validates on every call."""
+        children = self._children.get((model, version, status))
+        if children is None:
+            children = self._children[(model, version, status)] = (
+                self.requests.labels(model, version, _outcome(status)), self.request_seconds.labels(model, version))
+        children[0].inc()
         if seconds is not None:
-            self.request_seconds.labels(model, version).observe(seconds)
+            children[1].observe(seconds)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+def _outcome(status: int) -> str:
+    if status < 400:
+        return "ok"
+    if status == 504:
+        return "timeout"
+    if status in (429, 503):
+        return "overloaded"
+    return "client_error" if status < 500 else "error"
