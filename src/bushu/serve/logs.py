@@ -10,7 +10,8 @@ a `LogRecord`, formatting it and writing it on the event loop cost about 15% of 
 requests per second. The request path only appends the line's fields to a deque (`AccessLines`);
 a thread of its own formats them in batches and writes each batch with one call, through the
 same handler (its stream, its lock) in the same shape a record would have had. Nothing is lost
-on shutdown: the server's lifespan flushes it after the last answer, and so does `atexit`.
+on shutdown: the server flushes it once the last request is answered (`serve.server`), and so
+does `atexit`.
 """
 
 from __future__ import annotations
