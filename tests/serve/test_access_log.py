@@ -124,3 +124,45 @@ def test_batched_lines_read_as_logging_would_write_them_and_close_flushes_them()
         lines.close()
         written = stream.getvalue().splitlines()
         assert [ln.replace(f"rid-{i}", "rid-1") for i, ln in enumerate(written)] == [handler.format(record)] * 3, fmt
+
+
+def test_a_forked_worker_writes_its_own_lines():
+    """The writer thread does not survive a fork: a worker process forked after `configure`
+    starts its own, and does not write again the lines its parent had not written yet."""
+    import os
+    import time
+    import warnings
+
+    from bushu.serve import logs
+
+    import logging
+
+    bushu_log = logging.getLogger("bushu")
+    saved = bushu_log.handlers[:], bushu_log.level, bushu_log.propagate
+    read_end, write_end = os.pipe()
+    stream = os.fdopen(write_end, "w")
+    try:
+        logs.configure("text", "info", stream=stream)
+        logs.access_lines.add(time.time(), ("GET", "/parent", "-", 200, 1.0, "parent-id", "127.0.0.1"))
+        with warnings.catch_warnings():  # Python 3.12 warns about forking a threaded process
+            warnings.simplefilter("ignore", DeprecationWarning)
+            pid = os.fork()
+        if pid == 0:  # the child: one line, then wait for it to be written without any flush of ours
+            logs.access_lines.add(time.time(), ("GET", "/child", "-", 200, 1.0, "child-id", "127.0.0.1"))
+            deadline = time.monotonic() + 5
+            while logs.access_lines._entries and time.monotonic() < deadline:
+                time.sleep(0.01)
+            os._exit(0 if not logs.access_lines._entries else 1)
+        _, status = os.waitpid(pid, 0)
+        logs.access_lines.flush()
+        stream.flush()
+        os.set_blocking(read_end, False)
+        written = os.read(read_end, 1 << 16).decode()
+    finally:  # the logging set-up as it was (pytest's capture relies on propagation)
+        logs.access_lines.close()
+        logs.access_lines = None
+        bushu_log.handlers[:], bushu_log.level, bushu_log.propagate = saved
+        stream.close()
+        os.close(read_end)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert written.count("request_id=child-id") == 1 and written.count("request_id=parent-id") == 1, written

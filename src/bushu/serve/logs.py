@@ -19,6 +19,7 @@ from __future__ import annotations
 import atexit
 import collections
 import logging
+import os
 import sys
 import threading
 import time
@@ -64,9 +65,21 @@ class AccessLines:
         self._stop = threading.Event()
         self._flushing = threading.Lock()
         self._stamp: tuple[int, str] = (-1, "")
+        self._start()
+        atexit.register(self.close)
+        # A forked worker process has no writer thread and a copy of lines its parent writes
+        if hasattr(os, "register_at_fork"):
+            os.register_at_fork(after_in_child=self._restart_in_child)
+
+    def _start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="bushu-access-log", daemon=True)
         self._thread.start()
-        atexit.register(self.close)
+
+    def _restart_in_child(self) -> None:
+        self._entries.clear()
+        self._flushing = threading.Lock()  # held by the parent's writer at fork time, perhaps
+        if not self._stop.is_set():
+            self._start()
 
     def add(self, when: float, fields: tuple[Any, ...]) -> None:
         """One line: `when` (time.time()) and the values of `ACCESS_FIELDS`, in that order."""
