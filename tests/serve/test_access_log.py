@@ -77,3 +77,92 @@ def test_bad_log_options_are_one_line(tiny_package):
     for option, value in (("--log-format", "xml"), ("--log-level", "loud")):
         result = CliRunner().invoke(app, ["serve", str(tiny_package), option, value])
         assert result.exit_code == 1 and f"{option} must be one of" in result.output
+
+
+def test_sigterm_right_after_the_last_answer_loses_no_line(tiny_package):
+    """Lines are written in batches off the event loop (`logs.AccessLines`): a server stopped at
+    once after its last answer still writes every request's line before it exits."""
+    import asyncio
+
+    async def send_all(url: str) -> list[str]:
+        async with httpx.AsyncClient(base_url=url) as client:
+            async def one(i: int) -> str:
+                r = await client.post("/v2/models/tiny/infer", json=TINY, headers={"X-Request-ID": f"last-{i}"})
+                assert r.status_code == 200
+                return r.headers["x-request-id"]
+            return await asyncio.gather(*(one(i) for i in range(200)))
+
+    with ProcessServer(str(tiny_package)) as server:
+        ids = asyncio.run(send_all(server.url))
+        assert server.terminate() in (0, -15)  # uvicorn re-raises SIGTERM once it has drained
+        server.reader.join(10)
+        logged = {m[1] for ln in server.lines if (m := re.search(r"request_id=(\S+)$", ln))}
+    assert set(ids) <= logged, sorted(set(ids) - logged)[:5]
+
+
+def test_batched_lines_read_as_logging_would_write_them_and_close_flushes_them():
+    """`AccessLines` writes what a `logging` record with the same fields gives through the
+    configured formatter, in order, and `close` writes what the timer has not yet."""
+    import io
+    import logging
+
+    from bushu.serve import logs
+
+    values = ("POST", "/v2/models/m/infer", "m", 200, 1.25, "rid-1", "127.0.0.1")
+    fields = dict(zip(logs.ACCESS_FIELDS, values))
+    for fmt in logs.FORMATS:
+        stream = io.StringIO()
+        handler = logging.StreamHandler(stream)
+        handler.setFormatter(logs.formatter(fmt))
+        lines = logs.AccessLines(handler, fmt, interval=3600)  # only close() writes
+        record = logging.LogRecord("bushu.access", logging.INFO, __file__, 1, logs.ACCESS_TEXT.format(**fields),
+                                   None, None)
+        record.fields = fields
+        for i in range(3):
+            lines.add(record.created, (*values[:5], f"rid-{i}", values[6]))
+        assert stream.getvalue() == ""
+        lines.close()
+        written = stream.getvalue().splitlines()
+        assert [ln.replace(f"rid-{i}", "rid-1") for i, ln in enumerate(written)] == [handler.format(record)] * 3, fmt
+
+
+def test_a_forked_worker_writes_its_own_lines():
+    """The writer thread does not survive a fork: a worker process forked after `configure`
+    starts its own, and does not write again the lines its parent had not written yet."""
+    import os
+    import time
+    import warnings
+
+    from bushu.serve import logs
+
+    import logging
+
+    bushu_log = logging.getLogger("bushu")
+    saved = bushu_log.handlers[:], bushu_log.level, bushu_log.propagate
+    read_end, write_end = os.pipe()
+    stream = os.fdopen(write_end, "w")
+    try:
+        logs.configure("text", "info", stream=stream)
+        logs.access_lines.add(time.time(), ("GET", "/parent", "-", 200, 1.0, "parent-id", "127.0.0.1"))
+        with warnings.catch_warnings():  # Python 3.12 warns about forking a threaded process
+            warnings.simplefilter("ignore", DeprecationWarning)
+            pid = os.fork()
+        if pid == 0:  # the child: one line, then wait for it to be written without any flush of ours
+            logs.access_lines.add(time.time(), ("GET", "/child", "-", 200, 1.0, "child-id", "127.0.0.1"))
+            deadline = time.monotonic() + 5
+            while logs.access_lines._entries and time.monotonic() < deadline:
+                time.sleep(0.01)
+            os._exit(0 if not logs.access_lines._entries else 1)
+        _, status = os.waitpid(pid, 0)
+        logs.access_lines.flush()
+        stream.flush()
+        os.set_blocking(read_end, False)
+        written = os.read(read_end, 1 << 16).decode()
+    finally:  # the logging set-up as it was (pytest's capture relies on propagation)
+        logs.access_lines.close()
+        logs.access_lines = None
+        bushu_log.handlers[:], bushu_log.level, bushu_log.propagate = saved
+        stream.close()
+        os.close(read_end)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert written.count("request_id=child-id") == 1 and written.count("request_id=parent-id") == 1, written

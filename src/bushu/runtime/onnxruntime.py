@@ -68,6 +68,12 @@ class OnnxRuntimeModel(Model):
         except InvalidArgument as exc:  # e.g. an id past an embedding's end: the input's fault, not the server's
             raise InvalidInput(f"the model refused the input: {str(exc).splitlines()[0]}") from None
 
+    def close(self) -> None:
+        """Drop the session now (its weights, arena and per-shape plans), not whenever the last
+        reference to this object goes: a server that reloads a model frees the old one's memory
+        at once, and can hand it back to the system (`serve.memory.release_freed`)."""
+        self._session = self._external = None
+
 
 class OnnxRuntimeBackend:
     name = "onnxruntime"

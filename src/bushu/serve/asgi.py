@@ -45,7 +45,10 @@ async def send_error(send: Send, status: int, message: str, headers: Headers = (
 
 def header(headers: Headers, name: bytes) -> str | None:
     """The value of a request header (`name` in lower case, as ASGI gives names), or None."""
-    return next((v.decode("latin-1") for k, v in headers if k == name), None)
+    for key, value in headers:  # a plain loop: this runs several times on every request
+        if key == name:
+            return value.decode("latin-1")
+    return None
 
 
 async def read_body(receive: Receive, headers: Headers, limit: int, timeout: float | None = None) -> bytes:

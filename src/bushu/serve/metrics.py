@@ -8,7 +8,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 
 from bushu.serve.batcher import BatchObserver
 from bushu.serve.generate_metrics import GenerationMetrics
-from bushu.serve.statistics import Statistics
+from bushu.serve.statistics import ModelStatistics, Statistics
 
 _LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 _BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
@@ -34,6 +34,7 @@ class ServerMetrics:
                                  registry=self.registry)
         self.generation = GenerationMetrics(self.registry)
         self.statistics = Statistics()
+        self._children: dict[tuple[str, str, int], tuple[Counter, Histogram, ModelStatistics]] = {}
 
     def observer(self, model: str, version: str) -> BatchObserver:
         queued = self.queue_seconds.labels(model, version)
@@ -54,20 +55,28 @@ class ServerMetrics:
         return BatchObserver(queued=on_queued, computed=on_compute, depth=depth.set)
 
     def outcome(self, model: str, version: str, status: int, seconds: float | None = None) -> None:
-        if status < 400:
-            outcome = "ok"
-        elif status == 504:
-            outcome = "timeout"
-        elif status in (429, 503):
-            outcome = "overloaded"
-        elif status < 500:
-            outcome = "client_error"
-        else:
-            outcome = "error"
-        self.requests.labels(model, version, outcome).inc()
-        self.statistics.model(model, version).outcome(status < 400, seconds or 0.0)
+        """Count one request's outcome (and its latency) in the metrics and the statistics. The
+        labelled children are looked up once per (model, version, status): `labels()` takes a
+        lock and validates on every call."""
+        children = self._children.get((model, version, status))
+        if children is None:
+            children = self._children[(model, version, status)] = (
+                self.requests.labels(model, version, _outcome(status)), self.request_seconds.labels(model, version),
+                self.statistics.model(model, version))
+        children[0].inc()
+        children[2].outcome(status < 400, seconds or 0.0)
         if seconds is not None:
-            self.request_seconds.labels(model, version).observe(seconds)
+            children[1].observe(seconds)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+def _outcome(status: int) -> str:
+    if status < 400:
+        return "ok"
+    if status == 504:
+        return "timeout"
+    if status in (429, 503):
+        return "overloaded"
+    return "client_error" if status < 500 else "error"
