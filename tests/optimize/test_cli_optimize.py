@@ -27,6 +27,8 @@ def files(tmp_path, rng):
     (["--families", "ort-cuda"], "['ort-cuda'] do not run on target 'cpu'"),
     (["--calibration", "same.npz"], "calibration and eval must be different samples"),
     (["--calibration", "absent.npz"], "no such file"),
+    (["--confirm", "same.npz"], "confirmation and eval must be different samples"),
+    (["--calibration", "cal.npz", "--held-out", "cal.npz"], "held-out and eval must be different samples"),
 ])
 def test_bad_arguments_fail_clearly_and_write_nothing(tiny_package, files, args, message):
     args = [str(files / a) if a.endswith(".npz") else a for a in args]
@@ -70,3 +72,28 @@ def test_sigterm_during_optimize_leaves_no_staging_folder_and_no_output(tiny_pac
     finally:
         proc.kill()
     assert not list(files.glob(".out.*")) and not out.exists()
+
+
+def test_the_ort_quantiser_root_logger_warnings_go_to_the_search_log_not_the_terminal(tiny_package, files):
+    """ORT's quantiser calls logging.warning ("Please consider to run pre-processing..."), which
+    configures the root logger and prints; in a fresh interpreter (no pytest handlers) it must not."""
+    import subprocess
+    import sys
+
+    script = (
+        "import logging, sys\n"
+        "import numpy as np\n"
+        "from onnxruntime.quantization import quantize_dynamic\n"
+        "from bushu.optimize.passes.ort import root_log_to\n"
+        "got = []\n"
+        f"with root_log_to(got.append):\n"
+        f"    quantize_dynamic({str(tiny_package / 'model.onnx')!r}, {str(files / 'q.onnx')!r})\n"
+        "print('\\n'.join(got))\n"
+        "assert not logging.getLogger().handlers, logging.getLogger().handlers\n"
+        "logging.getLogger('after').info('root logging still works as the user set it')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "WARNING:root" not in done.stderr and "Please consider" not in done.stderr
+    assert "onnxruntime quantiser: Please consider" in done.stdout
+    assert (files / "q.onnx").stat().st_size > 0

@@ -21,6 +21,8 @@ def optimize(
     calibration: Annotated[Path | None, typer.Option(help="calibration data, disjoint from --eval (default: held out of it)")] = None,
     confirm: Annotated[Path | None, typer.Option(help="data the choice must also hold on, disjoint from the rest "
                                                      "(default: half of --eval after calibration)")] = None,
+    held_out: Annotated[Path | None, typer.Option("--held-out", help="data measured and reported for every "
+                                                                    "variant, never used to choose")] = None,
     train: Annotated[Path | None, typer.Option(help="labelled training .npz, for pruning's fine-tune")] = None,
     target: Annotated[str, typer.Option(help="cpu or cuda")] = "cpu",
     budget: Annotated[str, typer.Option(help="allowed loss: '1%' of the baseline's metric, or absolute '0.01'")] = "1%",
@@ -44,7 +46,7 @@ def optimize(
     config = named_preset(preset, target=target, budget=parse_budget(budget), metric=metric, threads=threads,
                           serving_batch=batch, max_minutes=max_minutes, families=chosen)
     result = run_optimize(package, output, config, eval_file=eval_file, calibration_file=calibration,
-                          confirm_file=confirm, train_file=train, force=force,
+                          confirm_file=confirm, train_file=train, held_out_file=held_out, force=force,
                           log=lambda m: err.print(f"[dim]{m}[/]", highlight=False))
     from bushu.optimize.report import table
 

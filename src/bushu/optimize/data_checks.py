@@ -64,8 +64,22 @@ def near_duplicate_share(parts: list[Samples]) -> float:
     return float((similar.max(1) >= NEAR_DUPLICATE_COSINE).mean())
 
 
-def check_data(metric: Metric, allowed: float, parts: dict[str, Samples], outputs: np.ndarray) -> list[str]:
-    """Warnings about `parts` (name → samples) and the source's `outputs` on all of them."""
+def _narrow(metric: Metric, outputs: np.ndarray) -> str | None:
+    if metric.name == "cosine" or outputs.ndim != 2 or metric.name == "relative_error":
+        spread = mean_pairwise_cosine(outputs)
+        if spread > NARROW_COSINE:
+            return (f"narrow data: the source's outputs have a mean pairwise cosine of {spread:.3f} "
+                    f"(> {NARROW_COSINE}): they are much alike, so the budget may not hold on inputs of another kind")
+        return None
+    share = np.bincount(outputs.argmax(-1), minlength=outputs.shape[-1]) / len(outputs)
+    if share.max() > NARROW_CLASS_SHARE or (share == 0).any():
+        return (f"narrow data: the source predicts {int((share > 0).sum())} of {outputs.shape[-1]} classes, "
+                f"the commonest for {share.max():.0%} of the samples")
+    return None
+
+
+def check_data(metric: Metric, allowed: float, parts: dict[str, Samples], outputs: dict[str, np.ndarray]) -> list[str]:
+    """Warnings about `parts` (name → samples), given the source's `outputs` on each part."""
     warnings: list[str] = []
     for name, part in parts.items():
         n = len(part)
@@ -74,18 +88,8 @@ def check_data(metric: Metric, allowed: float, parts: dict[str, Samples], output
                             f"allowed error {allowed:.4g}: the budget cannot be resolved on so few")
         elif n < MIN_SAMPLES:
             warnings.append(f"{name}: only {n} samples (fewer than {MIN_SAMPLES}): the budget rests on a few inputs")
-    if metric.name == "cosine" or outputs.ndim != 2 or metric.name == "relative_error":
-        spread = mean_pairwise_cosine(outputs)
-        if spread > NARROW_COSINE:
-            warnings.append(f"narrow data: the source's outputs on the eval samples have a mean pairwise cosine of "
-                            f"{spread:.3f} (> {NARROW_COSINE}): they are much alike, so the budget may not hold "
-                            "on inputs of another kind")
-    else:
-        predicted = outputs.argmax(-1)
-        share = np.bincount(predicted, minlength=outputs.shape[-1]) / len(predicted)
-        if share.max() > NARROW_CLASS_SHARE or (share == 0).any():
-            warnings.append(f"narrow data: the source predicts {int((share > 0).sum())} of {outputs.shape[-1]} "
-                            f"classes on the eval samples, the commonest for {share.max():.0%} of them")
+        if narrow := _narrow(metric, outputs[name]):
+            warnings.append(f"{name}: {narrow}")
     duplicates = near_duplicate_share(list(parts.values()))
     if duplicates > NEAR_DUPLICATE_SHARE:
         warnings.append(f"near-duplicates: {duplicates:.0%} of the eval samples have a near-identical twin "

@@ -28,6 +28,7 @@ def _row_json(row: Row) -> dict[str, Any]:
         "file": row.file, "size_bytes": row.size_bytes, "metric": row.metric_value, "error": row.error,
         "confirmation": {"metric": row.confirm_value, "error": row.confirm_error,
                          "error_interval_95": None if row.interval is None else list(row.interval)},
+        "held_out": None if row.held_out_value is None else {"metric": row.held_out_value, "error": row.held_out_error},
         "latency_ms": None if timing is None else {
             "p50_b1": timing.p50_ms_b1, "p95_b1": timing.p95_ms_b1,
             f"p50_b{timing.batch}": timing.p50_ms_batch, f"p95_b{timing.batch}": timing.p95_ms_batch,
@@ -45,19 +46,23 @@ def table(rows: Sequence[Row], metric: str, chosen: str | None = None, baseline:
     """The Markdown table of variants (shared by `optimize` and `compare`)."""
     batch = next((r.timing.batch for r in rows if r.timing), 0)
     base_speed = next((r.timing.throughput for r in rows if r.name == baseline and r.timing), None)
+    held = any(r.held_out_value is not None for r in rows)
     head = (f"| variant | backend | precision | size MB | p50/p95 ms b1 | p50/p95 ms b{batch} | per s | "
-            f"× base | {metric} (selection) | error | {metric} (confirmation) | error | verdict |")
+            f"× base | {metric} (selection) | error | {metric} (confirmation) | error | "
+            f"{f'{metric} (held out, not used) | ' if held else ''}verdict |")
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for r in rows:
         t = r.timing
         mark = " **(chosen)**" if r.name == chosen else ""
         ratio = None if t is None or not base_speed else t.throughput / base_speed
+        held_cell = f"{_fmt(r.held_out_value, '.4f')} | " if held else ""
         lines.append(
             f"| {r.name}{mark} | {r.backend}{'' if r.device == 'cpu' else f' ({r.device})'} | {r.precision} | {r.size_bytes / 1e6:.2f} | "
             f"{_fmt(t and t.p50_ms_b1, '.2f')}/{_fmt(t and t.p95_ms_b1, '.2f')} | "
             f"{_fmt(t and t.p50_ms_batch, '.1f')}/{_fmt(t and t.p95_ms_batch, '.1f')} | "
             f"{_fmt(t and t.throughput, '.0f')} | {_fmt(ratio, '.2f')} | {_fmt(r.metric_value, '.4f')} | "
             f"{_fmt(r.error, '.4f')} | {_fmt(r.confirm_value, '.4f')} | {_fmt(r.confirm_error, '.4f')} | "
+            f"{held_cell}"
             f"{'kept' if r.kept else 'rejected'}: {r.reason} |"
         )
     return "\n".join(lines)

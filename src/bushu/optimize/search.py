@@ -28,7 +28,7 @@ from bushu.optimize.data_checks import check_data
 from bushu.optimize.fidelity import Metric, bootstrap_error, choose_metric
 from bushu.optimize.measure import Timing, Workload, time_interleaved
 from bushu.optimize.passes import BuildContext, Candidate, Outcome, Skipped, describe
-from bushu.optimize.samples import Samples
+from bushu.optimize.samples import Samples, ensure_disjoint, load_samples
 from bushu.optimize.splits import Splits, make_splits
 from bushu.package.manifest import Manifest, Variant
 from bushu.package.store import hash_files, staged_package, verify_package, write_manifest
@@ -62,6 +62,9 @@ class Row:
     confirm_error: float | None = None
     #: A bootstrap interval of the confirmation error (the chosen variant only).
     interval: tuple[float, float] | None = None
+    #: The same on a held-out file that is only reported, never used to choose (`held_out_file`).
+    held_out_value: float | None = None
+    held_out_error: float | None = None
 
 
 @dataclass
@@ -243,13 +246,15 @@ def optimize(
     calibration_file: str | Path | None = None,
     confirm_file: str | Path | None = None,
     train_file: str | Path | None = None,
+    held_out_file: str | Path | None = None,
     force: bool = False,
     log: Callable[[str], None] = lambda message: None,
 ) -> Result:
     """Search variants of the package at `source`; write the result package to `out`.
 
     The eval data is cut into calibration, selection and confirmation parts (`splits`); a
-    `confirm_file`, when given, is the confirmation part instead of half of the eval file.
+    `confirm_file`, when given, is the confirmation part instead of half of the eval file. A
+    `held_out_file` is measured for every variant and reported, and plays no part in the choice.
     """
     started = time.monotonic()
     config.check()
@@ -263,6 +268,11 @@ def optimize(
         raise InvalidInput("--target cuda: no CUDA device is visible on this machine; use --target cpu")
     splits = make_splits(manifest, root, config, eval_file, calibration_file, confirm_file, train_file)
     metric = choose_metric(manifest, config.metric, splits.selection.labels is not None)
+    extra: dict[str, Samples] = {}
+    if held_out_file is not None:
+        extra["held_out"] = held_out = load_samples(held_out_file, manifest, root)
+        for part in (splits.calibration, splits.selection, splits.confirmation):
+            ensure_disjoint(held_out, part, "held-out")
     if metric.name == "accuracy" and splits.confirmation.labels is None:
         raise InvalidInput(f"metric 'accuracy' needs labels in the confirmation data {splits.confirmation.source}")
 
@@ -272,7 +282,7 @@ def optimize(
             shutil.copyfile(root / rel, staging / rel)
         search = _Search(staging, manifest, config, metric, splits.calibration)
         base = search.baseline
-        parts = {"selection": splits.selection, "confirmation": splits.confirmation}
+        parts = {"selection": splits.selection, "confirmation": splits.confirmation, **extra}
         model = search.load(base)
         references = {part: outputs_on(model, samples, metric.output, config.serving_batch)
                       for part, samples in parts.items()}
@@ -282,9 +292,7 @@ def optimize(
         confirm_allowed = config.budget.allowed_error(base_values["confirmation"], metric.higher_is_better)
         log(f"baseline {base.name}: {metric.name} {base_values['selection']:.4g}; allowed error {allowed:.4g} "
             f"({config.budget})")
-        same_shape = references["selection"].shape[1:] == references["confirmation"].shape[1:]
-        warnings = check_data(metric, allowed, parts, np.concatenate(list(references.values())) if same_shape
-                              else references["selection"])
+        warnings = check_data(metric, allowed, {k: parts[k] for k in ("selection", "confirmation")}, references)
         for warning in warnings:
             log(f"warning: {warning}")
         ctx = BuildContext(staging, manifest, base.file, config, machine, splits.calibration, splits.train,
@@ -339,9 +347,10 @@ def _score(search: _Search, candidates: list[Candidate], parts: dict[str, Sample
             continue
         confirmed[c.name] = got["confirmation"]
         values = {part: metric.score(got[part], references[part], samples.labels) for part, samples in parts.items()}
+        errors = {part: metric.error(value, base_values[part]) for part, value in values.items()}
         row.metric_value, row.confirm_value = values["selection"], values["confirmation"]
-        row.error = metric.error(row.metric_value, base_values["selection"])
-        row.confirm_error = metric.error(row.confirm_value, base_values["confirmation"])
+        row.error, row.confirm_error = errors["selection"], errors["confirmation"]
+        row.held_out_value, row.held_out_error = values.get("held_out"), errors.get("held_out")
         log(f"{c.name}: {metric.name} {row.metric_value:.4g} on selection, {row.confirm_value:.4g} on confirmation")
     return rows, models, confirmed
 
