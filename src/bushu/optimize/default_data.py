@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import importlib
 import re
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -54,9 +55,12 @@ def _names() -> list[str]:
 def _prose() -> list[str]:
     sentences: set[str] = set()
     for name in _PROSE_MODULES:
-        module = importlib.import_module(name)
-        members = [getattr(module, attribute) for attribute in dir(module) if not attribute.startswith("_")]
-        for text in [module.__doc__] + [m.__doc__ for m in members if callable(m)]:
+        with warnings.catch_warnings():  # reading a deprecated attribute warns; only its docstring is wanted
+            warnings.simplefilter("ignore")
+            module = importlib.import_module(name)
+            members = [getattr(module, attribute) for attribute in dir(module) if not attribute.startswith("_")]
+            docs = [module.__doc__] + [m.__doc__ for m in members if callable(m)]
+        for text in docs:
             if not isinstance(text, str):
                 continue
             flat = " ".join(text.split())

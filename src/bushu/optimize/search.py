@@ -257,32 +257,16 @@ def optimize(
     `held_out_file` is measured for every variant and reported, and plays no part in the choice.
     """
     started = time.monotonic()
-    config.check()
-    deadline = started + config.max_minutes * 60 if config.max_minutes else None
     root = Path(source)
-    manifest = verify_package(root)
-    if Path(out).resolve() == root.resolve():
-        raise InvalidInput("the output must be a new directory: optimize never changes its source package")
-    machine = hw.probe()
-    if config.target == "cuda" and machine.cuda is None:
-        raise InvalidInput("--target cuda: no CUDA device is visible on this machine; use --target cpu")
-    splits = make_splits(manifest, root, config, eval_file, calibration_file, confirm_file, train_file)
-    metric = choose_metric(manifest, config.metric, splits.selection.labels is not None)
-    extra: dict[str, Samples] = {}
-    if held_out_file is not None:
-        extra["held_out"] = held_out = load_samples(held_out_file, manifest, root)
-        for part in (splits.calibration, splits.selection, splits.confirmation):
-            ensure_disjoint(held_out, part, "held-out")
-    if metric.name == "accuracy" and splits.confirmation.labels is None:
-        raise InvalidInput(f"metric 'accuracy' needs labels in the confirmation data {splits.confirmation.source}")
-
+    manifest, machine, splits, metric, parts = _prepare(root, Path(out), config, eval_file, calibration_file,
+                                                        confirm_file, train_file, held_out_file)
+    deadline = started + config.max_minutes * 60 if config.max_minutes else None
     with staged_package(out, force=force) as staging:
         for rel in manifest.files:
             (staging / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(root / rel, staging / rel)
         search = _Search(staging, manifest, config, metric, splits.calibration)
         base = search.baseline
-        parts = {"selection": splits.selection, "confirmation": splits.confirmation, **extra}
         model = search.load(base)
         references = {part: outputs_on(model, samples, metric.output, config.serving_batch)
                       for part, samples in parts.items()}
@@ -323,6 +307,31 @@ def optimize(
                         confirm_allowed, warnings, splits.how)
         result.manifest = _write(staging, manifest, result)
     return result
+
+
+def _prepare(root: Path, out: Path, config: OptimizeConfig, eval_file: str | Path, calibration_file: str | Path | None,
+             confirm_file: str | Path | None, train_file: str | Path | None, held_out_file: str | Path | None,
+             ) -> tuple[Manifest, hw.Hardware, Splits, Metric, dict[str, Samples]]:
+    """Everything checked before anything is written: the source, the target, the data and its parts."""
+    config.check()
+    manifest = verify_package(root)
+    if out.resolve() == root.resolve():
+        raise InvalidInput("the output must be a new directory: optimize never changes its source package")
+    machine = hw.probe()
+    if config.target == "cuda" and machine.cuda is None:
+        raise InvalidInput("--target cuda: no CUDA device is visible on this machine; use --target cpu")
+    splits = make_splits(manifest, root, config, eval_file, calibration_file, confirm_file, train_file)
+    metric = choose_metric(manifest, config.metric, splits.selection.labels is not None)
+    if metric.name == "accuracy" and splits.confirmation.labels is None:
+        raise InvalidInput(f"metric 'accuracy' needs labels in the confirmation data {splits.confirmation.source}")
+    parts = {"selection": splits.selection, "confirmation": splits.confirmation}
+    if held_out_file is not None:
+        parts["held_out"] = held_out = load_samples(held_out_file, manifest, root)
+        for part in (splits.calibration, splits.selection, splits.confirmation):
+            ensure_disjoint(held_out, part, "held-out")
+        if metric.name == "accuracy" and held_out.labels is None:
+            raise InvalidInput(f"metric 'accuracy' needs labels in the held-out data {held_out.source}")
+    return manifest, machine, splits, metric, parts
 
 
 def _score(search: _Search, candidates: list[Candidate], parts: dict[str, Samples], references: dict[str, np.ndarray],

@@ -69,16 +69,17 @@ def dynamic_int8(ctx: BuildContext, source: str, name: str, exclude: list[str] |
 def root_log_to(log: Callable[[str], None]) -> Iterator[None]:
     """Send what ORT's quantiser logs through the root logger to the search's log instead.
 
-    It calls `logging.warning` ("Please consider to run pre-processing before quantization"),
-    which would configure the root logger and print on the user's terminal. A handler held on
-    the root logger meanwhile makes that configuration a no-op; a filter forwards each
-    distinct message once and drops it.
+    It calls `logging.warning`, which would configure the root logger and print on the user's
+    terminal. A handler held on the root logger meanwhile makes that configuration a no-op; a
+    filter forwards each distinct message once and drops it. Its advice to "run pre-processing
+    before quantization" is dropped: bushu quantises the verified graph as it is, on purpose —
+    ORT's pre-processing re-optimises it and renames nodes that the selective pass names.
     """
     root, seen = logging.getLogger(), set()
 
     def forward(record: logging.LogRecord) -> bool:
         message = record.getMessage()
-        if message not in seen:
+        if "pre-processing before quantization" not in message and message not in seen:
             seen.add(message)
             log(f"onnxruntime quantiser: {' '.join(message.split())}")
         return False
