@@ -29,6 +29,11 @@ def test_small_narrow_and_duplicated_data_each_get_a_warning_that_says_what_was_
     cosine = Metric("cosine", "embedding", True)
     alike = np.ones((300, 8)) + 0.01 * rng.standard_normal((300, 8))
     assert "mean pairwise cosine of 1.000" in " ".join(check_data(cosine, 0.01, {"selection": big}, {"selection": alike}))
+    half_alike = np.concatenate([np.eye(8)[:1].repeat(130, 0), np.eye(8)[1:].repeat(20, 0)])  # half one way
+    assert 0.3 > mean_pairwise_cosine(half_alike) > 2 * mean_pairwise_cosine(np.eye(8).repeat(5, 0))
+    assert check_data(cosine, 0.01, {"selection": big}, {"selection": half_alike}) == []  # under the fixed 0.3
+    warned = check_data(cosine, 0.01, {"selection": big}, {"selection": half_alike}, broad=np.eye(8).repeat(5, 0))
+    assert len(warned) == 1 and "bushu's broad default texts" in warned[0]
     texts = _texts(["Great phone!", "great phone", "GREAT PHONE 2", "slow delivery", "a different one"])
     assert near_duplicate_share([texts]) == pytest.approx(3 / 5)  # case, digits and punctuation ignored
 

@@ -81,3 +81,23 @@ def test_bad_files_say_what_is_wrong(sets, tmp_path):
     (d / "texts.txt").write_text("a sentence\n")
     with pytest.raises(InvalidInput, match="needs a text package"):
         load_samples(d / "texts.txt", manifest, package)
+
+
+def test_text_calibration_is_widened_with_default_texts_none_of_them_in_selection_or_confirmation(
+        minilm_package, tmp_path):
+    from fixtures.corpus import sentences
+
+    texts = sentences(90)
+    (tmp_path / "eval.txt").write_text("\n".join(texts) + "\n")
+    config = preset("default", default_calibration=40)
+    splits = make_splits(read_manifest(minilm_package), minilm_package, config, tmp_path / "eval.txt")
+    user = set(texts)
+    assert len(splits.selection) == len(splits.confirmation) == 30
+    assert splits.broad is not None and len(splits.broad) == 40 and not set(splits.broad.texts) & user
+    assert set(splits.calibration.texts) == (user - set(splits.selection.texts) - set(splits.confirmation.texts)) | set(
+        splits.broad.texts)
+    assert "default texts (tweets and reviews" in splits.calibration.source
+    assert splits.calibration.inputs["input_ids"].shape[0] == 70
+    off = make_splits(read_manifest(minilm_package), minilm_package, preset("default", default_calibration=0),
+                      tmp_path / "eval.txt")
+    assert off.broad is None and len(off.calibration) == 30

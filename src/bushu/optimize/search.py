@@ -276,7 +276,8 @@ def optimize(
         confirm_allowed = config.budget.allowed_error(base_values["confirmation"], metric.higher_is_better)
         log(f"baseline {base.name}: {metric.name} {base_values['selection']:.4g}; allowed error {allowed:.4g} "
             f"({config.budget})")
-        warnings = check_data(metric, allowed, {k: parts[k] for k in ("selection", "confirmation")}, references)
+        broad = None if splits.broad is None else outputs_on(model, splits.broad, metric.output, config.serving_batch)
+        warnings = check_data(metric, allowed, {k: parts[k] for k in ("selection", "confirmation")}, references, broad)
         for warning in warnings:
             log(f"warning: {warning}")
         ctx = BuildContext(staging, manifest, base.file, config, machine, splits.calibration, splits.train,

@@ -36,6 +36,8 @@ class Splits:
     train: Samples | None
     #: How the parts were made, for the report.
     how: list[str]
+    #: bushu's default texts mixed into calibration, alone (None when none were).
+    broad: Samples | None = None
 
 
 def _distinct(samples: Samples) -> tuple[Samples, int]:
@@ -54,19 +56,20 @@ def _cut(samples: Samples, count: int, rng: np.random.Generator, first: str, res
 
 
 def _widen(calibration: Samples, exclude: list[Samples], manifest: Manifest, root: Path,
-           config: OptimizeConfig) -> tuple[Samples, str | None]:
-    """The user's calibration texts plus bushu's default texts (none of them in `exclude`)."""
+           config: OptimizeConfig) -> tuple[Samples, Samples | None, str | None]:
+    """The user's calibration texts plus bushu's default texts (none of them in `exclude`), and those alone."""
     if config.default_calibration == 0 or not is_text_package(manifest):
-        return calibration, None
+        return calibration, None, None
     if calibration.texts is None:
-        return calibration, ("the calibration data are token ids, not texts: bushu's default texts could not be "
-                             "mixed in (pass a .txt to widen calibration)")
+        return calibration, None, ("the calibration data are token ids, not texts: bushu's default texts could not "
+                                   "be mixed in (pass a .txt to widen calibration)")
     taken = frozenset(t for s in exclude for t in s.texts or []) | frozenset(calibration.texts)
     extra = default_texts(config.default_calibration, config.seed, exclude=taken)
     if not extra.texts:
-        return calibration, "no default texts are available here (install bushu[text] and bushu[translate])"
+        return calibration, None, "no default texts are available here (install bushu[text] and bushu[translate])"
     source = f"{calibration.source} + {extra.describe()}"
-    return from_texts(calibration.texts + extra.texts, manifest, root, source), None
+    return (from_texts(calibration.texts + extra.texts, manifest, root, source),
+            from_texts(extra.texts, manifest, root, extra.describe()), None)
 
 
 def make_splits(manifest: Manifest, root: Path, config: OptimizeConfig, eval_file: str | Path,
@@ -105,11 +108,11 @@ def make_splits(manifest: Manifest, root: Path, config: OptimizeConfig, eval_fil
         if len(part) < MIN_PART:
             raise InvalidInput(f"{part.source}: {len(part)} sample(s) are too few to judge a variant on; "
                                "pass more eval samples (or a --confirm file)")
-    calibration, problem = _widen(calibration, [selection, confirmation], manifest, root, config)
+    calibration, broad, problem = _widen(calibration, [selection, confirmation], manifest, root, config)
     how.append(problem or f"calibration: {calibration.source}")
     train = load_samples(train_file, manifest, root) if train_file is not None else None
     if train is not None:
         for part in (selection, confirmation):
             ensure_disjoint(train, part, "training")
     how.append("no sample is in two parts: parts are disjoint by sample identity (text, or tensor bytes)")
-    return Splits(calibration, selection, confirmation, train, how)
+    return Splits(calibration, selection, confirmation, train, how, broad)
