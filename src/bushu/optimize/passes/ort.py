@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import numpy as np
 
@@ -55,7 +55,7 @@ def dynamic_int8(ctx: BuildContext, source: str, name: str, exclude: list[str] |
     # Only matrix products: a dynamically quantised Conv (ConvInteger) or Gather is slower or
     # costs accuracy for no speed. Fused graphs hold contrib ops that shape inference cannot
     # type; their tensors are float.
-    with root_log_to(ctx.log):
+    with quiet_root_logger():
         quantize_dynamic(str(ctx.staging / source), str(ctx.path(file)), weight_type=QuantType.QInt8,
                          per_channel=True, nodes_to_exclude=exclude or [],
                          op_types_to_quantize=["MatMul", "Gemm", "Attention"],
@@ -66,32 +66,25 @@ def dynamic_int8(ctx: BuildContext, source: str, name: str, exclude: list[str] |
 
 
 @contextlib.contextmanager
-def root_log_to(log: Callable[[str], None]) -> Iterator[None]:
-    """Send what ORT's quantiser logs through the root logger to the search's log instead.
+def quiet_root_logger() -> Iterator[None]:
+    """Keep ORT's quantiser from configuring the root logger where nobody has.
 
-    It calls `logging.warning`, which would configure the root logger and print on the user's
-    terminal. A handler held on the root logger meanwhile makes that configuration a no-op; a
-    filter forwards each distinct message once and drops it. Its advice to "run pre-processing
-    before quantization" is dropped: bushu quantises the verified graph as it is, on purpose —
-    ORT's pre-processing re-optimises it and renames nodes that the selective pass names.
+    It warns with `logging.warning` ("Please consider to run pre-processing before
+    quantization", on every call), which, on a root logger without handlers, calls
+    `basicConfig()` and prints — and leaves that handler behind for every later record. Where
+    no one has set up logging (bushu used as a library), a handler held meanwhile makes that a
+    no-op and the warning goes nowhere. Where someone has (the CLI's `bushu.cli.output`, which
+    shows other libraries' records with `--verbose` only), their setup decides.
     """
-    root, seen = logging.getLogger(), set()
-
-    def forward(record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        if "pre-processing before quantization" not in message and message not in seen:
-            seen.add(message)
-            log(f"onnxruntime quantiser: {' '.join(message.split())}")
-        return False
-
-    holder = logging.NullHandler()
-    root.addHandler(holder)
-    root.addFilter(forward)
+    root = logging.getLogger()
+    holder = None if root.handlers else logging.NullHandler()
+    if holder is not None:
+        root.addHandler(holder)
     try:
         yield
     finally:
-        root.removeFilter(forward)
-        root.removeHandler(holder)
+        if holder is not None:
+            root.removeHandler(holder)
 
 
 class _Reader:
@@ -121,7 +114,7 @@ def static_int8(ctx: BuildContext, source: str, name: str, method: str, exclude:
     # of the attention's scaling Mul makes OpenVINO's MultiplyPartialTransformation fail to
     # compile the QDQ file.
     op_types = {"op_types_to_quantize": ["MatMul", "Gemm"]} if ctx.transformer else {}
-    with contextlib.redirect_stdout(io.StringIO()), root_log_to(ctx.log):  # its calibrator print()s progress
+    with contextlib.redirect_stdout(io.StringIO()), quiet_root_logger():  # its calibrator print()s progress
         quantize_static(
             str(ctx.staging / source), str(ctx.path(file)), _Reader(ctx.calibration), quant_format=QuantFormat.QDQ,
             per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
