@@ -27,6 +27,8 @@ def files(tmp_path, rng):
     (["--families", "ort-cuda"], "['ort-cuda'] do not run on target 'cpu'"),
     (["--calibration", "same.npz"], "calibration and eval must be different samples"),
     (["--calibration", "absent.npz"], "no such file"),
+    (["--confirm", "same.npz"], "confirmation and eval must be different samples"),
+    (["--calibration", "cal.npz", "--held-out", "cal.npz"], "held-out and eval must be different samples"),
 ])
 def test_bad_arguments_fail_clearly_and_write_nothing(tiny_package, files, args, message):
     args = [str(files / a) if a.endswith(".npz") else a for a in args]
@@ -70,3 +72,26 @@ def test_sigterm_during_optimize_leaves_no_staging_folder_and_no_output(tiny_pac
     finally:
         proc.kill()
     assert not list(files.glob(".out.*")) and not out.exists()
+
+
+def test_the_ort_quantiser_does_not_configure_the_root_logger_of_a_library_user(tiny_package, files):
+    """ORT's quantiser calls logging.warning ("Please consider to run pre-processing..."), which, with
+    no logging set up, configures the root logger and prints; used as a library (a fresh interpreter,
+    no pytest or CLI handlers), bushu's passes must leave the terminal and the root logger alone."""
+    import subprocess
+    import sys
+
+    script = (
+        "import logging\n"
+        "from onnxruntime.quantization import quantize_dynamic\n"
+        "from bushu.optimize.passes.ort import quiet_root_logger\n"
+        "with quiet_root_logger():\n"
+        f"    quantize_dynamic({str(tiny_package / 'model.onnx')!r}, {str(files / 'q.onnx')!r})\n"
+        "assert not logging.getLogger().handlers, logging.getLogger().handlers\n"
+        f"quantize_dynamic({str(tiny_package / 'model.onnx')!r}, {str(files / 'q2.onnx')!r})\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    # only the second, unguarded call printed: the noise exists, so its absence the first time means something
+    assert done.stderr.count("pre-processing before quantization") == 1, done.stderr
+    assert (files / "q.onnx").stat().st_size > 0

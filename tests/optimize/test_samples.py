@@ -2,7 +2,9 @@ import numpy as np
 import pytest
 
 from bushu.errors import InvalidInput, NotFound
-from bushu.optimize.samples import ensure_disjoint, load_samples, split_for_calibration
+from bushu.optimize import preset
+from bushu.optimize.samples import ensure_disjoint, load_samples
+from bushu.optimize.splits import make_splits
 from bushu.package import read_manifest
 
 
@@ -30,11 +32,37 @@ def test_calibration_overlapping_eval_is_refused(sets):
         ensure_disjoint(load_samples(d / "overlap.npz", manifest, package), evaluation)
 
 
-def test_held_out_calibration_is_disjoint_from_what_remains(sets):
+def test_calibration_selection_and_confirmation_are_disjoint_and_cover_the_eval_file(sets):
     manifest, package, d = sets
-    cal, rest = split_for_calibration(load_samples(d / "eval.npz", manifest, package), 100, seed=0)
-    assert len(cal) == 15 and len(rest) == 15
-    assert not set(cal.keys) & set(rest.keys)
+    x = np.load(d / "eval.npz")["x"]
+    np.savez(d / "dup.npz", x=np.concatenate([x, x[:4]]), labels=np.arange(34) % 3)  # 4 exact duplicates
+    splits = make_splits(manifest, package, preset("default"), d / "dup.npz")
+    parts = [splits.calibration, splits.selection, splits.confirmation]
+    assert [len(p) for p in parts] == [10, 10, 10]  # a third held out for calibration, the rest halved
+    keys = [set(p.keys) for p in parts]
+    assert not (keys[0] & keys[1] or keys[0] & keys[2] or keys[1] & keys[2])
+    assert set().union(*keys) == set(load_samples(d / "eval.npz", manifest, package).keys)
+    assert "4 exact duplicate(s)" in splits.how[0] and "disjoint" in splits.how[-1]
+    assert splits.confirmation.labels is not None and len(splits.confirmation.labels) == 10
+
+
+def test_a_confirmation_file_replaces_the_confirmation_half_and_must_be_disjoint(sets):
+    manifest, package, d = sets
+    np.savez(d / "confirm.npz", x=np.random.default_rng(7).standard_normal((5, 6)).astype(np.float32))
+    splits = make_splits(manifest, package, preset("default"), d / "eval.npz", d / "cal.npz", d / "confirm.npz")
+    assert (len(splits.calibration), len(splits.selection), len(splits.confirmation)) == (10, 30, 5)
+    assert splits.confirmation.source == str(d / "confirm.npz")
+    with pytest.raises(InvalidInput, match="calibration and eval must be different samples"):
+        make_splits(manifest, package, preset("default"), d / "eval.npz", d / "cal.npz", d / "cal.npz")
+    with pytest.raises(InvalidInput, match="confirmation and eval must be different samples"):
+        make_splits(manifest, package, preset("default"), d / "eval.npz", d / "cal.npz", d / "overlap.npz")
+
+
+def test_too_few_samples_to_split_three_ways_fail_clearly(sets):
+    manifest, package, d = sets
+    np.savez(d / "two.npz", x=np.load(d / "eval.npz")["x"][:2])
+    with pytest.raises(InvalidInput, match="too few to hold out calibration, selection and confirmation"):
+        make_splits(manifest, package, preset("default"), d / "two.npz")
 
 
 def test_bad_files_say_what_is_wrong(sets, tmp_path):
@@ -53,3 +81,23 @@ def test_bad_files_say_what_is_wrong(sets, tmp_path):
     (d / "texts.txt").write_text("a sentence\n")
     with pytest.raises(InvalidInput, match="needs a text package"):
         load_samples(d / "texts.txt", manifest, package)
+
+
+def test_text_calibration_is_widened_with_default_texts_none_of_them_in_selection_or_confirmation(
+        minilm_package, tmp_path):
+    from fixtures.corpus import sentences
+
+    texts = sentences(90)
+    (tmp_path / "eval.txt").write_text("\n".join(texts) + "\n")
+    config = preset("default", default_calibration=40)
+    splits = make_splits(read_manifest(minilm_package), minilm_package, config, tmp_path / "eval.txt")
+    user = set(texts)
+    assert len(splits.selection) == len(splits.confirmation) == 30
+    assert splits.broad is not None and len(splits.broad) == 40 and not set(splits.broad.texts) & user
+    assert set(splits.calibration.texts) == (user - set(splits.selection.texts) - set(splits.confirmation.texts)) | set(
+        splits.broad.texts)
+    assert "default texts (tweets and reviews" in splits.calibration.source
+    assert splits.calibration.inputs["input_ids"].shape[0] == 70
+    off = make_splits(read_manifest(minilm_package), minilm_package, preset("default", default_calibration=0),
+                      tmp_path / "eval.txt")
+    assert off.broad is None and len(off.calibration) == 30

@@ -68,16 +68,17 @@ def test_the_source_is_never_the_output(tiny_package, data, quick):
     verify_package(tiny_package)
 
 
-def _row(name, error, per_s):
+def _row(name, error, per_s, confirm_error=None):
     row = Row(name, "f", "onnxruntime", "fp32", f"{name}.onnx", 1, "")
     row.error, row.timing = error, Timing(1, 1, 64_000 / per_s, 64_000 / per_s, 64)
+    row.confirm_error = error if confirm_error is None else confirm_error
     return row
 
 
 def test_the_fastest_in_budget_wins_never_a_slower_one_nor_one_over_budget():
     rows = [_row("base", 0.0, 100), _row("fast-bad", 0.05, 400), _row("fast-ok", 0.004, 300), _row("ok", 0.001, 200)]
     choice, why = decide(rows, rows[0], allowed=0.01)
-    assert choice == "fast-ok" and "3.00×" in why
+    assert choice == "fast-ok" and "3.00×" in why and "fell back" not in why
     assert "over budget" in rows[1].reason and not rows[1].kept and rows[3].kept
 
     rows = [_row("base", 0.0, 100), _row("slow-ok", 0.0, 90), _row("bad", 0.5, 500)]
@@ -89,12 +90,28 @@ def test_the_fastest_in_budget_wins_never_a_slower_one_nor_one_over_budget():
     assert decide(rows, rows[0], allowed=0.01) == ("base", "no variant stayed within the budget; keeping the baseline")
 
 
+def test_the_fastest_on_selection_must_hold_on_confirmation_else_the_next_fastest_is_chosen():
+    rows = [_row("base", 0.0, 100), _row("fastest", 0.004, 400, confirm_error=0.03), _row("next", 0.006, 300),
+            _row("slowest", 0.001, 200, confirm_error=0.02)]
+    choice, why = decide(rows, rows[0], allowed=0.01)
+    assert choice == "next" and "fastest, the fastest on selection (4.00×" in why and "fell back" in why
+    assert not rows[1].kept and rows[1].reason.startswith("failed confirmation: error 0.03 > allowed 0.01")
+    assert not rows[3].kept and "failed confirmation" in rows[3].reason  # kept variants hold on both
+    assert rows[2].kept and rows[2].reason.startswith("chosen")
+
+    rows = [_row("base", 0.0, 100), _row("only", 0.0, 400, confirm_error=0.5)]
+    choice, why = decide(rows, rows[0], allowed=0.01)
+    assert choice == "base" and why.startswith("no variant stayed within the budget on both") and "fell back" in why
+
+
 def test_optimized_manifest_round_trips(tiny_package, data, quick):
     out = data / "opt2"
     optimize(tiny_package, out, quick.model_copy(update={"families": ("openvino",)}), eval_file=data / "eval.npz")
     manifest = read_manifest(out)
     assert manifest.default_variant in manifest.variants
-    assert json.loads((out / "report.json").read_text())["notes"][0].startswith("no --calibration file")
+    report = json.loads((out / "report.json").read_text())
+    assert report["splits"][0].startswith("no --calibration file: 64 random eval samples were held out")  # quick: 64
+    assert report["eval"]["samples"] == 68 and report["confirmation"]["samples"] == 68
 
 
 @pytest.fixture(scope="module")

@@ -19,6 +19,10 @@ def optimize(
     output: Annotated[Path, typer.Option("-o", "--output", help="new package directory to write")],
     eval_file: Annotated[Path, typer.Option("--eval", help=".npz of inputs (+ labels), or .txt of texts for a text package")],
     calibration: Annotated[Path | None, typer.Option(help="calibration data, disjoint from --eval (default: held out of it)")] = None,
+    confirm: Annotated[Path | None, typer.Option(help="data the choice must also hold on, disjoint from the rest "
+                                                     "(default: half of --eval after calibration)")] = None,
+    held_out: Annotated[Path | None, typer.Option("--held-out", help="data measured and reported for every "
+                                                                    "variant, never used to choose")] = None,
     train: Annotated[Path | None, typer.Option(help="labelled training .npz, for pruning's fine-tune")] = None,
     target: Annotated[str, typer.Option(help="cpu or cuda")] = "cpu",
     budget: Annotated[str, typer.Option(help="allowed loss: '1%' of the baseline's metric, or absolute '0.01'")] = "1%",
@@ -27,7 +31,7 @@ def optimize(
     families: Annotated[str | None, typer.Option(help="comma-separated variant families, instead of the preset's "
                                                       "(e.g. pytorch,pytorch-compile)")] = None,
     threads: Annotated[int | None, typer.Option(help="threads per session (default 2)")] = None,
-    batch: Annotated[int | None, typer.Option(help="serving batch size (default 64)")] = None,
+    batch: Annotated[int | None, typer.Option(help="serving batch size (default: bushu serve's max batch, 32)")] = None,
     max_minutes: Annotated[float | None, typer.Option(help="stop building new variants after this long")] = None,
     force: Force = False,
 ) -> None:
@@ -42,11 +46,14 @@ def optimize(
     config = named_preset(preset, target=target, budget=parse_budget(budget), metric=metric, threads=threads,
                           serving_batch=batch, max_minutes=max_minutes, families=chosen)
     result = run_optimize(package, output, config, eval_file=eval_file, calibration_file=calibration,
-                          train_file=train, force=force, log=lambda m: err.print(f"[dim]{m}[/]", highlight=False))
+                          confirm_file=confirm, train_file=train, held_out_file=held_out, force=force,
+                          log=lambda m: err.print(f"[dim]{m}[/]", highlight=False))
     from bushu.optimize.report import table
 
     out.print(table(result.rows, result.metric.name, result.choice, result.baseline), markup=False, highlight=False,
               soft_wrap=True)
+    for warning in result.warnings:
+        err.print(f"[yellow]warning:[/] {warning}", highlight=False)
     out.print(f"chose [bold]{result.choice}[/]: {result.why}\nwrote {output} (report.md, report.json, pareto.png)",
               highlight=False)
 

@@ -12,6 +12,10 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from bushu.errors import InvalidInput
+from bushu.serve.settings import ServeSettings
+
+#: `bushu serve`'s default largest batch: what the package will be served at, so what is timed.
+SERVE_BATCH: int = ServeSettings.__dataclass_fields__["max_batch_size"].default
 
 #: Fidelity metrics bushu knows. Agreement metrics compare with the source model's outputs;
 #: accuracy needs labels in the eval set.
@@ -71,11 +75,14 @@ class OptimizeConfig(BaseModel):
     families: tuple[str, ...] = DEFAULT_FAMILIES
     #: Threads per inference session, as a serving worker would get.
     threads: int = Field(default=2, ge=1)
-    #: The batch size a server would form; latency is measured at 1 and at this.
-    serving_batch: int = Field(default=64, ge=1)
+    #: The batch size a server would form (`bushu serve`'s default max batch); latency is measured
+    #: at 1 and at this, and it is stored with each variant's timings.
+    serving_batch: int = Field(default=SERVE_BATCH, ge=1)
     #: Interleaved timing rounds per variant and batch size.
     rounds: int = Field(default=20, ge=3)
     calibration_samples: int = Field(default=256, ge=8)
+    #: bushu's own texts mixed into a text package's calibration (0: the user's data alone).
+    default_calibration: int = Field(default=192, ge=0)
     #: Structured pruning: fraction of channels removed, and fine-tuning epochs.
     prune_ratio: float = Field(default=0.5, gt=0, lt=1)
     finetune_epochs: int = Field(default=8, ge=0)

@@ -77,3 +77,24 @@ def choose_metric(manifest: Manifest, requested: str | None, has_labels: bool) -
     if requested == "cosine":
         return Metric("cosine", embedding or names[0], True)
     return Metric("relative_error", names[0], False)
+
+
+def bootstrap_error(metric: Metric, got: np.ndarray, reference: np.ndarray, labels: np.ndarray | None,
+                    rounds: int = 1000, seed: int = 0, level: float = 0.95) -> tuple[float, float]:
+    """A percentile bootstrap interval of the error: the same resampled samples score the variant
+    and the baseline (paired), so the interval is of the difference, not of two noisy levels.
+
+    For the minimum cosine a resample can only miss the worst samples, so the interval sits at or
+    below the error measured on all of them: read its upper end as "the error seen", its width
+    as how much rests on a few samples.
+    """
+    rng = np.random.default_rng(seed)
+    errors = np.empty(rounds)
+    for i in range(rounds):
+        pick = rng.integers(0, len(got), len(got))
+        picked_labels = None if labels is None else labels[pick]
+        errors[i] = metric.error(metric.score(got[pick], reference[pick], picked_labels),
+                                 metric.score(reference[pick], reference[pick], picked_labels))
+    tail = (1 - level) / 2 * 100
+    low, high = np.percentile(errors, [tail, 100 - tail])
+    return float(low), float(high)

@@ -26,6 +26,9 @@ def _row_json(row: Row) -> dict[str, Any]:
         "variant": row.name, "family": row.family, "backend": row.backend, "device": row.device,
         "options": row.options, "precision": row.precision,
         "file": row.file, "size_bytes": row.size_bytes, "metric": row.metric_value, "error": row.error,
+        "confirmation": {"metric": row.confirm_value, "error": row.confirm_error,
+                         "error_interval_95": None if row.interval is None else list(row.interval)},
+        "held_out": None if row.held_out_value is None else {"metric": row.held_out_value, "error": row.held_out_error},
         "latency_ms": None if timing is None else {
             "p50_b1": timing.p50_ms_b1, "p95_b1": timing.p95_ms_b1,
             f"p50_b{timing.batch}": timing.p50_ms_batch, f"p95_b{timing.batch}": timing.p95_ms_batch,
@@ -43,19 +46,24 @@ def table(rows: Sequence[Row], metric: str, chosen: str | None = None, baseline:
     """The Markdown table of variants (shared by `optimize` and `compare`)."""
     batch = next((r.timing.batch for r in rows if r.timing), 0)
     base_speed = next((r.timing.throughput for r in rows if r.name == baseline and r.timing), None)
+    held = any(r.held_out_value is not None for r in rows)
     head = (f"| variant | backend | precision | size MB | p50/p95 ms b1 | p50/p95 ms b{batch} | per s | "
-            f"× base | {metric} | error | verdict |")
+            f"× base | {metric} (selection) | error | {metric} (confirmation) | error | "
+            f"{f'{metric} (held out, not used) | ' if held else ''}verdict |")
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for r in rows:
         t = r.timing
         mark = " **(chosen)**" if r.name == chosen else ""
         ratio = None if t is None or not base_speed else t.throughput / base_speed
+        held_cell = f"{_fmt(r.held_out_value, '.4f')} | " if held else ""
         lines.append(
             f"| {r.name}{mark} | {r.backend}{'' if r.device == 'cpu' else f' ({r.device})'} | {r.precision} | {r.size_bytes / 1e6:.2f} | "
             f"{_fmt(t and t.p50_ms_b1, '.2f')}/{_fmt(t and t.p95_ms_b1, '.2f')} | "
             f"{_fmt(t and t.p50_ms_batch, '.1f')}/{_fmt(t and t.p95_ms_batch, '.1f')} | "
             f"{_fmt(t and t.throughput, '.0f')} | {_fmt(ratio, '.2f')} | {_fmt(r.metric_value, '.4f')} | "
-            f"{_fmt(r.error, '.4f')} | {'kept' if r.kept else 'rejected'}: {r.reason} |"
+            f"{_fmt(r.error, '.4f')} | {_fmt(r.confirm_value, '.4f')} | {_fmt(r.confirm_error, '.4f')} | "
+            f"{held_cell}"
+            f"{'kept' if r.kept else 'rejected'}: {r.reason} |"
         )
     return "\n".join(lines)
 
@@ -63,19 +71,32 @@ def table(rows: Sequence[Row], metric: str, chosen: str | None = None, baseline:
 def _markdown(result: Result) -> str:
     cfg = result.config
     hw = result.hardware.summary()
+    chosen = next((r for r in result.rows if r.name == result.choice), None)
+    interval = [] if chosen is None or chosen.interval is None else [
+        f"- `{chosen.name}` on confirmation: error {chosen.confirm_error:.4g}, 95% bootstrap interval "
+        f"{chosen.interval[0]:.4g} to {chosen.interval[1]:.4g} (1000 paired resamples of the confirmation part)"]
     lines = [
         f"# bushu optimize: {result.manifest.name} v{result.manifest.version}",
         "",
         f"**Choice: `{result.choice}`** — {result.why}.",
         "",
-        f"- metric: {result.metric.name} on output `{result.metric.output}`, eval set {result.eval_source} "
-        f"({result.eval_samples} samples); calibration: {result.calibration_source}",
-        f"- budget: {cfg.budget} → allowed error {result.allowed_error:.4g}",
+        *interval,
+        f"- metric: {result.metric.name} on output `{result.metric.output}`; selection: {result.eval_source} "
+        f"({result.eval_samples} samples); confirmation: {result.confirm_source} ({result.confirm_samples} samples); "
+        f"calibration: {result.calibration_source}",
+        f"- budget: {cfg.budget} → allowed error {result.allowed_error:.4g} on selection, "
+        f"{result.confirm_allowed_error:.4g} on confirmation",
         f"- measured interleaved: {cfg.rounds} rounds, batch 1 and {cfg.serving_batch}, {cfg.threads} thread(s)",
         f"- hardware: {hw['cpu']}, {hw['cores']} core(s); flags {', '.join(hw['flags']) or 'none'}; "  # type: ignore[arg-type]
         f"CUDA: {hw['cuda'] or 'none'}",
         f"- search took {result.seconds:.0f} s",
         *(f"- {note}" for note in result.notes),
+        "",
+        *(["## Warnings: the data may not support the budget", "", *(f"- {w}" for w in result.warnings), ""]
+          if result.warnings else []),
+        "## How the data was split",
+        "",
+        *(f"- {line}" for line in result.splits),
         "",
         "## Variants",
         "",
@@ -121,7 +142,10 @@ def write_report(directory: Path, result: Result) -> None:
                    "higher_is_better": result.metric.higher_is_better},
         "budget": str(result.config.budget), "allowed_error": result.allowed_error,
         "eval": {"source": result.eval_source, "samples": result.eval_samples},
-        "calibration": result.calibration_source, "hardware": result.hardware.summary(),
+        "confirmation": {"source": result.confirm_source, "samples": result.confirm_samples,
+                         "allowed_error": result.confirm_allowed_error},
+        "calibration": result.calibration_source, "splits": result.splits, "warnings": result.warnings,
+        "hardware": result.hardware.summary(),
         "config": result.config.model_dump(mode="json"), "seconds": result.seconds, "notes": result.notes,
         "variants": [_row_json(r) for r in result.rows],
         "skipped": [{"variant": s.name, "family": s.family, "reason": s.reason} for s in result.skipped],

@@ -31,6 +31,8 @@ class Samples:
     labels: np.ndarray | None
     keys: list[bytes]
     source: str
+    #: The texts the inputs were tokenized from (a .txt file), so a set can be re-tokenized with others.
+    texts: list[str] | None = None
 
     def __len__(self) -> int:
         return len(self.keys)
@@ -41,6 +43,7 @@ class Samples:
             None if self.labels is None else self.labels[index],
             [self.keys[i] for i in index],
             source or self.source,
+            None if self.texts is None else [self.texts[i] for i in index],
         )
 
     def batches(self, size: int) -> Iterator[dict[str, np.ndarray]]:
@@ -74,20 +77,31 @@ def _read_npz(path: Path, manifest: Manifest) -> Samples:
 
 
 def _read_text(path: Path, manifest: Manifest, package: Path) -> Samples:
-    from bushu.runtime import hf_text, text
-
-    kinds = {s.kind: s for s in manifest.preprocessing}
-    if not {text.STEP_KIND, hf_text.STEP_KIND} & set(kinds):
+    if not is_text_package(manifest):
         raise InvalidInput(f"{path}: a text file needs a text package (one with a tokenize step); pass a .npz")
     texts = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
     if not texts:
         raise InvalidInput(f"{path}: no texts (one per line)")
+    return from_texts(texts, manifest, package, str(path))
+
+
+def is_text_package(manifest: Manifest) -> bool:
+    from bushu.runtime import hf_text, text
+
+    return bool({text.STEP_KIND, hf_text.STEP_KIND} & {s.kind for s in manifest.preprocessing})
+
+
+def from_texts(texts: list[str], manifest: Manifest, package: Path, source: str) -> Samples:
+    """Texts tokenized by the package's own tokenize step (padded to the longest of them)."""
+    from bushu.runtime import hf_text, text
+
+    kinds = {s.kind: s for s in manifest.preprocessing}
     if hf_text.STEP_KIND in kinds:
         inputs = hf_text.tokenize(texts, kinds[hf_text.STEP_KIND], package)
     else:
         tokenizer = text.Tokenizer.from_step(kinds[text.STEP_KIND], package)
         inputs = {tokenizer.input: tokenizer.encode_batch(texts)}
-    return Samples(inputs, None, [t.encode() for t in texts], str(path))
+    return Samples(inputs, None, [t.encode() for t in texts], source, list(texts))
 
 
 def load_samples(path: str | Path, manifest: Manifest, package: Path) -> Samples:
@@ -106,24 +120,13 @@ def load_samples(path: str | Path, manifest: Manifest, package: Path) -> Samples
     return samples
 
 
-def ensure_disjoint(calibration: Samples, evaluation: Samples) -> None:
-    """Refuse calibration data that shares samples with the eval data."""
+def ensure_disjoint(part: Samples, evaluation: Samples, what: str = "calibration") -> None:
+    """Refuse a calibration (or confirmation, training) set that shares samples with the eval set."""
     eval_keys = set(evaluation.keys)
-    shared = [i for i, key in enumerate(calibration.keys) if key in eval_keys]
+    shared = [i for i, key in enumerate(part.keys) if key in eval_keys]
     if shared:
         raise InvalidInput(
-            f"the calibration set {calibration.source} shares {len(shared)} of its {len(calibration)} samples "
-            f"with the eval set {evaluation.source} (first: calibration sample #{shared[0]}); "
-            "calibration and eval must be different samples"
+            f"the {what} set {part.source} shares {len(shared)} of its {len(part)} samples "
+            f"with the eval set {evaluation.source} (first: {what} sample #{shared[0]}); "
+            f"{what} and eval must be different samples"
         )
-
-
-def split_for_calibration(evaluation: Samples, wanted: int, seed: int) -> tuple[Samples, Samples]:
-    """No calibration file: hold out up to `wanted` (at most half) of the eval samples for it."""
-    order = np.random.default_rng(seed).permutation(len(evaluation))
-    count = min(wanted, len(evaluation) // 2)
-    if count < 1:
-        raise InvalidInput(f"{evaluation.source}: too few samples to split off calibration data; pass --calibration")
-    cal = evaluation.take(np.sort(order[:count]), f"{evaluation.source} (held out for calibration)")
-    rest = evaluation.take(np.sort(order[count:]))
-    return cal, rest

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import contextlib
 import io
+import logging
+from collections.abc import Iterator
 
 import numpy as np
 
@@ -53,19 +55,47 @@ def dynamic_int8(ctx: BuildContext, source: str, name: str, exclude: list[str] |
     # Only matrix products: a dynamically quantised Conv (ConvInteger) or Gather is slower or
     # costs accuracy for no speed. Fused graphs hold contrib ops that shape inference cannot
     # type; their tensors are float.
-    quantize_dynamic(str(ctx.staging / source), str(ctx.path(file)), weight_type=QuantType.QInt8,
-                     per_channel=True, nodes_to_exclude=exclude or [], op_types_to_quantize=["MatMul", "Gemm", "Attention"],
-                     extra_options={"DefaultTensorType": TensorProto.FLOAT})
+    with quiet_root_logger():
+        quantize_dynamic(str(ctx.staging / source), str(ctx.path(file)), weight_type=QuantType.QInt8,
+                         per_channel=True, nodes_to_exclude=exclude or [],
+                         op_types_to_quantize=["MatMul", "Gemm", "Attention"],
+                         extra_options={"DefaultTensorType": TensorProto.FLOAT})
     kept = f"; {len(exclude)} most sensitive op(s) left in fp32" if exclude else ""
     return Candidate(name, family, "onnxruntime", "int8", file,
                      f"dynamic int8 (per-channel weights) of {source}{kept}")
 
 
+@contextlib.contextmanager
+def quiet_root_logger() -> Iterator[None]:
+    """Keep ORT's quantiser from configuring the root logger where nobody has.
+
+    It warns with `logging.warning` ("Please consider to run pre-processing before
+    quantization", on every call), which, on a root logger without handlers, calls
+    `basicConfig()` and prints — and leaves that handler behind for every later record. Where
+    no one has set up logging (bushu used as a library), a handler held meanwhile makes that a
+    no-op and the warning goes nowhere. Where someone has (the CLI's `bushu.cli.output`, which
+    shows other libraries' records with `--verbose` only), their setup decides.
+    """
+    root = logging.getLogger()
+    holder = None if root.handlers else logging.NullHandler()
+    if holder is not None:
+        root.addHandler(holder)
+    try:
+        yield
+    finally:
+        if holder is not None:
+            root.removeHandler(holder)
+
+
 class _Reader:
-    """Feeds calibration batches to ORT's calibrator."""
+    """Feeds calibration batches to ORT's calibrator, all of one size: its histogram calibrators
+    (percentile, entropy) stack the batches and fail on a short last one, so that one wraps around.
+    """
 
     def __init__(self, samples: Samples, batch: int = 16) -> None:
-        self._batches = iter(list(samples.batches(batch)))
+        n, size = len(samples), min(batch, len(samples))
+        self._batches = iter([{k: v[np.arange(start, start + size) % n] for k, v in samples.inputs.items()}
+                              for start in range(0, n, size)])
 
     def get_next(self) -> dict[str, np.ndarray] | None:
         return next(self._batches, None)
@@ -80,11 +110,15 @@ def static_int8(ctx: BuildContext, source: str, name: str, method: str, exclude:
 
     methods = {"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile}
     file = f"variants/{name}.onnx"
-    with contextlib.redirect_stdout(io.StringIO()):  # its calibrator print()s progress on stdout
+    # On a transformer only the matrix products: int8 pays there, and a quantised scalar input
+    # of the attention's scaling Mul makes OpenVINO's MultiplyPartialTransformation fail to
+    # compile the QDQ file.
+    op_types = {"op_types_to_quantize": ["MatMul", "Gemm"]} if ctx.transformer else {}
+    with contextlib.redirect_stdout(io.StringIO()), quiet_root_logger():  # its calibrator print()s progress
         quantize_static(
             str(ctx.staging / source), str(ctx.path(file)), _Reader(ctx.calibration), quant_format=QuantFormat.QDQ,
             per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-            calibrate_method=methods[method], nodes_to_exclude=exclude or []
+            calibrate_method=methods[method], nodes_to_exclude=exclude or [], **op_types
         )
     kept = f"; {len(exclude)} most sensitive op(s) left in fp32" if exclude else ""
     return Candidate(name, family, "onnxruntime", "int8", file,

@@ -16,7 +16,7 @@ from collections.abc import Callable
 import numpy as np
 
 from bushu.optimize.passes import BuildContext, Candidate, Outcome, Skipped, attempt
-from bushu.optimize.passes.openvino import NNCF, nncf_int8
+from bushu.optimize.passes.openvino import NNCF, nncf_int8, with_bf16
 from bushu.optimize.passes.ort import dynamic_int8
 
 #: Fraction of the allowed error the calibration error may use: eval samples differ.
@@ -121,6 +121,9 @@ def build(ctx: BuildContext, built: list[Outcome]) -> list[Outcome]:
         if NNCF not in full:
             outcomes.append(Skipped(name, "nncf-selective", "no full NNCF int8 variant to start from"))
         else:
-            outcomes.append(attempt(name, "nncf-selective", lambda: back_off(
-                ctx, name, "nncf-selective", full[NNCF], ranking, lambda ex: nncf_int8(ctx, name, ex, "nncf-selective"))))
+            built = attempt(name, "nncf-selective", lambda: back_off(
+                ctx, name, "nncf-selective", full[NNCF], ranking, lambda ex: nncf_int8(ctx, name, ex, "nncf-selective")))
+            outcomes.append(built)
+            if isinstance(built, Candidate):  # mixed int8/bf16: the ops left in float run in bf16 where that is fast
+                outcomes.append(with_bf16(ctx, built))
     return outcomes
