@@ -161,7 +161,7 @@ def minilm(workdir: Path, rounds: int) -> None:
            f"{rounds} interleaved rounds", rows, "torch eager (fp32)")
 
 
-def cnn(workdir: Path, rounds: int) -> None:
+def cnn(workdir: Path, rounds: int, distill_steps: int | None) -> None:
     from bushu.apps import vision
     from bushu.apps.vision.data import to_tensors
     from bushu.optimize import optimize, parse_budget, preset
@@ -179,7 +179,8 @@ def cnn(workdir: Path, rounds: int) -> None:
     np.savez(workdir / "cal.npz", image=to_tensors(split.train_images[order[:256]]))
     np.savez(workdir / "train.npz", image=to_tensors(split.train_images), labels=split.train_labels)
     result = optimize(package, workdir / "digits-opt", preset("default", budget=parse_budget("0.005"), threads=THREADS,
-                                                              serving_batch=BATCH, families=DEFAULT_FAMILIES + ("distill",)),
+                                                              serving_batch=BATCH, families=DEFAULT_FAMILIES + ("distill",),
+                                                              distill_steps=distill_steps),
                       eval_file=workdir / "eval.npz", calibration_file=workdir / "cal.npz",
                       train_file=workdir / "train.npz", force=True, log=lambda m: print(f"  {m}", flush=True))
     print(f"bushu optimize chose {result.choice}: {result.why}")
@@ -198,7 +199,7 @@ def cnn(workdir: Path, rounds: int) -> None:
     _search_table(result)
 
 
-def lstm(workdir: Path, rounds: int) -> None:
+def lstm(workdir: Path, rounds: int, epochs: int, limit: int | None, distill_steps: int | None) -> None:
     from bushu.apps import text
     from bushu.optimize import optimize, parse_budget, preset
     from bushu.optimize.config import DEFAULT_FAMILIES
@@ -208,8 +209,9 @@ def lstm(workdir: Path, rounds: int) -> None:
     from bushu.optimize.measure import Workload, time_interleaved
 
     started = time.perf_counter()
-    trained = text.train()
-    print(f"trained the LSTM in {time.perf_counter() - started:.0f} s: held-out macro-F1 {trained.lstm.macro_f1:.4f}")
+    trained = text.train(epochs=epochs, limit=limit)
+    print(f"trained the LSTM ({epochs} epochs on {len(trained.split.train_texts)} texts) in "
+          f"{time.perf_counter() - started:.0f} s: held-out macro-F1 {trained.lstm.macro_f1:.4f}")
     package = workdir / "sentiment"
     text.package(trained, package, force=True)
     split, tokenizer = trained.split, trained.tokenizer
@@ -220,7 +222,7 @@ def lstm(workdir: Path, rounds: int) -> None:
     np.savez(workdir / "train.npz", ids=tokenizer.encode_batch([split.train_texts[i] for i in order[256:]]))
     result = optimize(package, workdir / "sentiment-opt",
                       preset("default", budget=parse_budget("0.01"), metric="macro_f1", threads=THREADS,
-                             serving_batch=BATCH, families=DEFAULT_FAMILIES + ("distill",)),
+                             serving_batch=BATCH, families=DEFAULT_FAMILIES + ("distill",), distill_steps=distill_steps),
                       eval_file=workdir / "eval.npz", calibration_file=workdir / "cal.npz",
                       train_file=workdir / "train.npz", force=True, log=lambda m: print(f"  {m}", flush=True))
     print(f"bushu optimize chose {result.choice}: {result.why}")
@@ -244,14 +246,17 @@ def main() -> None:
     parser.add_argument("--model", choices=("minilm", "cnn", "lstm", "both"), default="both")
     parser.add_argument("--workdir", type=Path, default=Path("bench-out/optimize"))
     parser.add_argument("--rounds", type=int, default=30)
+    parser.add_argument("--distill-steps", type=int, help="batches each student trains (default: the preset's)")
+    parser.add_argument("--lstm-epochs", type=int, default=8, help="the LSTM teacher's epochs (the app's default: 8)")
+    parser.add_argument("--lstm-limit", type=int, help="train the LSTM teacher on the first N training texts only")
     args = parser.parse_args()
     args.workdir.mkdir(parents=True, exist_ok=True)
     if args.model in ("cnn", "both"):
         (args.workdir / "cnn").mkdir(exist_ok=True)
-        cnn(args.workdir / "cnn", args.rounds)
+        cnn(args.workdir / "cnn", args.rounds, args.distill_steps)
     if args.model == "lstm":
         (args.workdir / "lstm").mkdir(exist_ok=True)
-        lstm(args.workdir / "lstm", args.rounds)
+        lstm(args.workdir / "lstm", args.rounds, args.lstm_epochs, args.lstm_limit, args.distill_steps)
     if args.model in ("minilm", "both"):
         (args.workdir / "minilm").mkdir(exist_ok=True)
         minilm(args.workdir / "minilm", args.rounds)

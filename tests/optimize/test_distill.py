@@ -11,6 +11,8 @@ import bushu
 from bushu.apps.vision.data import load_digits_split, to_tensors
 from bushu.errors import InvalidInput
 from bushu.optimize import optimize, parse_budget, preset
+from bushu.optimize.samples import load_samples
+from bushu.package import read_manifest
 
 
 @pytest.fixture(scope="module")
@@ -82,3 +84,29 @@ def test_a_class_without_widths_is_skipped_with_the_reason(rng, tmp_path):
 def test_scales_outside_zero_to_one_are_refused(scales):
     with pytest.raises(InvalidInput, match="between 0 and 1"):
         preset("quick", distill_scales=scales)
+
+
+def test_an_lstm_student_learns_from_unlabelled_texts_alone(text_package, tmp_path):
+    """torch-pruning leaves recurrent layers alone: this student starts fresh but for the word
+    embeddings, projected onto the teacher's principal directions, and learns from the teacher."""
+    from bushu.apps.text.data import load_split
+
+    split = load_split()
+    (tmp_path / "eval.txt").write_text("\n".join(split.test_texts[:400]) + "\n")
+    (tmp_path / "cal.txt").write_text("\n".join(split.train_texts[:128]) + "\n")
+    (tmp_path / "train.txt").write_text("\n".join(split.train_texts[128:3000]) + "\n")
+    config = preset("quick", families=("distill",), rounds=3, distill_scales=(0.25,), distill_steps=120,
+                    budget=parse_budget("0.5"), metric="top1_agreement")
+    result = optimize(text_package, tmp_path / "out", config, eval_file=tmp_path / "eval.txt",
+                      calibration_file=tmp_path / "cal.txt", train_file=tmp_path / "train.txt")
+    rows = {r.name: r for r in result.rows}
+    student = rows["distill-25"]
+    assert "LSTMClassifier(embed_dim=32, hidden=16)" in student.notes
+    assert "tensors where shapes allow" in student.notes and "mixtures" not in student.notes  # ids are not mixed
+    assert student.size_bytes < rows["onnx-fp32"].size_bytes / 2
+    # a student that learnt nothing but the teacher's commonest answer agrees on that answer's share
+    teacher = bushu.load(text_package, threads=1)
+    samples = load_samples(tmp_path / "eval.txt", read_manifest(text_package), text_package)
+    answers = teacher.infer(samples.inputs)["logits"].argmax(1)
+    constant = np.bincount(answers).max() / len(answers)
+    assert student.metric_value is not None and student.metric_value >= constant + 0.15
