@@ -82,7 +82,7 @@ class OptimizeConfig(BaseModel):
     finetune_epochs: int = Field(default=8, ge=0)
     #: Distillation: one student per scale of the teacher's widths, each trained this many batches.
     distill_scales: tuple[float, ...] = Field(default=(0.25, 0.125), min_length=1)
-    distill_steps: int = Field(default=1500, ge=1)
+    distill_steps: int = Field(default=500, ge=1)
     max_minutes: float | None = Field(default=None, gt=0)
     seed: int = 0
 

@@ -202,10 +202,10 @@ def distil(ctx: BuildContext, module: Any, scale: float) -> Outcome:
     classifier = ctx.metric.name in ("accuracy", "macro_f1", "top1_agreement")
     before = sum(p.numel() for p in module.parameters())
     after = sum(p.numel() for p in student.parameters())
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     steps = ctx.config.distill_steps
     train(student, module, inputs, output, classifier, steps, ctx.config.seed)
-    seconds = time.perf_counter() - started
+    seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
     ranges = {s.name: s.range for s in ctx.manifest.inputs if s.range is not None}
     file = f"variants/{name}.onnx"
     result = export_module(student, ctx.manifest.inputs, ctx.path(file), output_names=names, value_ranges=ranges)
@@ -218,7 +218,7 @@ def distil(ctx: BuildContext, module: Any, scale: float) -> Outcome:
                      f"{'strongest channels (torch-pruning)' if start is not None else 'tensors where shapes allow'}, "
                      f"distilled {steps} steps of {BATCH} on {len(given[0])} unlabelled inputs"
                      f"{f' and {len(inputs[0]) - len(given[0])} mixtures of them' if len(inputs[0]) > len(given[0]) else ''} "
-                     f"in {seconds:.0f} s; export verified ({result.exporter})",
+                     f"in {seconds:.0f} s ({cpu:.0f} s of CPU); export verified ({result.exporter})",
                      options={"kwargs": kwargs})
 
 
