@@ -107,7 +107,8 @@ class OptimizeConfig(BaseModel):
 PRESETS: dict[str, OptimizeConfig] = {
     "quick": OptimizeConfig(families=("ort-dynamic", "ort-static", "openvino"), rounds=5, calibration_samples=64),
     "default": OptimizeConfig(),
-    "thorough": OptimizeConfig(families=CPU_FAMILIES, rounds=40, calibration_samples=512, finetune_epochs=12),
+    "thorough": OptimizeConfig(families=CPU_FAMILIES, rounds=40, calibration_samples=512, finetune_epochs=12,
+                               distill_steps=1500),
 }
 #: The families each preset searches with --target cuda (its other settings are the CPU preset's).
 CUDA_PRESET_FAMILIES = {"quick": ("pytorch",), "default": CUDA_FAMILIES, "thorough": CUDA_FAMILIES}

@@ -78,8 +78,11 @@ def _pruned_start(module: Any, kwargs: dict[str, Any], scale: float, example: An
 
     pruned = copy.deepcopy(module)
     linears = [m for m in pruned.modules() if isinstance(m, torch.nn.Linear)]
-    tp.pruner.MetaPruner(pruned, example, importance=tp.importance.MagnitudeImportance(p=2),
-                         pruning_ratio=1 - scale, ignored_layers=linears[-1:]).step()
+    try:
+        tp.pruner.MetaPruner(pruned, example, importance=tp.importance.MagnitudeImportance(p=2),
+                             pruning_ratio=1 - scale, ignored_layers=linears[-1:]).step()
+    except Exception:  # its graph tracing fails on some models: then the student starts fresh instead
+        return None
     if not hasattr(pruned, "constructor_kwargs"):
         return None
     widths = pruned.constructor_kwargs()
