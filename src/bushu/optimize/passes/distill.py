@@ -81,7 +81,7 @@ def _pruned_start(module: Any, kwargs: dict[str, Any], scale: float, example: An
     try:
         tp.pruner.MetaPruner(pruned, example, importance=tp.importance.MagnitudeImportance(p=2),
                              pruning_ratio=1 - scale, ignored_layers=linears[-1:]).step()
-    except Exception:  # its graph tracing fails on some models: then the student starts fresh instead
+    except Exception:  # noqa: BLE001 — its graph tracing fails on some models: the student starts fresh instead
         return None
     if not hasattr(pruned, "constructor_kwargs"):
         return None
