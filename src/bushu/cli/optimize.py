@@ -26,7 +26,7 @@ def optimize(
     train: Annotated[Path | None, typer.Option(help="labelled training .npz, for pruning's fine-tune")] = None,
     target: Annotated[str, typer.Option(help="cpu or cuda")] = "cpu",
     budget: Annotated[str, typer.Option(help="allowed loss: '1%' of the baseline's metric, or absolute '0.01'")] = "1%",
-    metric: Annotated[str | None, typer.Option(help="accuracy, top1_agreement, cosine or relative_error")] = None,
+    metric: Annotated[str | None, typer.Option(help="accuracy, macro_f1, top1_agreement, cosine or relative_error")] = None,
     preset: Annotated[str, typer.Option(help="quick, default or thorough")] = "default",
     families: Annotated[str | None, typer.Option(help="comma-separated variant families, instead of the preset's "
                                                       "(e.g. pytorch,pytorch-compile)")] = None,

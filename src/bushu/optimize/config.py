@@ -19,15 +19,16 @@ SERVE_BATCH: int = ServeSettings.__dataclass_fields__["max_batch_size"].default
 
 #: Fidelity metrics bushu knows. Agreement metrics compare with the source model's outputs;
 #: accuracy needs labels in the eval set.
-METRICS = ("accuracy", "top1_agreement", "cosine", "relative_error")
+METRICS = ("accuracy", "macro_f1", "top1_agreement", "cosine", "relative_error")
 #: Variant families the search can build for each target; a preset picks a subset.
 CPU_FAMILIES = ("ort-fused", "ort-dynamic", "ort-static", "ort-selective", "openvino", "nncf", "nncf-selective",
-                "nncf-accuracy", "pruning", "pytorch", "pytorch-compile")
+                "nncf-accuracy", "pruning", "distill", "pytorch", "pytorch-compile")
 CUDA_FAMILIES = ("pytorch", "pytorch-compile", "ort-cuda")
 FAMILIES = tuple(dict.fromkeys(CPU_FAMILIES + CUDA_FAMILIES))
 #: The default CPU search: ONNX Runtime and OpenVINO, which beat PyTorch on a CPU, without NNCF's
-#: accuracy control (many validation passes); PyTorch variants are opt-in there.
-DEFAULT_FAMILIES = tuple(f for f in CPU_FAMILIES if f not in ("nncf-accuracy", "pytorch", "pytorch-compile"))
+#: accuracy control (many validation passes); PyTorch variants are opt-in there, and so is distillation
+#: (it trains students: minutes of CPU).
+DEFAULT_FAMILIES = tuple(f for f in CPU_FAMILIES if f not in ("nncf-accuracy", "distill", "pytorch", "pytorch-compile"))
 
 
 class Budget(BaseModel):
@@ -86,6 +87,9 @@ class OptimizeConfig(BaseModel):
     #: Structured pruning: fraction of channels removed, and fine-tuning epochs.
     prune_ratio: float = Field(default=0.5, gt=0, lt=1)
     finetune_epochs: int = Field(default=8, ge=0)
+    #: Distillation: one student per scale of the teacher's widths, each trained this many batches.
+    distill_scales: tuple[float, ...] = Field(default=(0.25, 0.125), min_length=1)
+    distill_steps: int = Field(default=500, ge=1)
     max_minutes: float | None = Field(default=None, gt=0)
     seed: int = 0
 
@@ -95,6 +99,9 @@ class OptimizeConfig(BaseModel):
         unknown = [f for f in self.families if f not in FAMILIES]
         if unknown:
             raise InvalidInput(f"unknown variant families {unknown}; choose from {', '.join(FAMILIES)}")
+        if not all(0 < scale < 1 for scale in self.distill_scales):
+            raise InvalidInput(f"distillation scales {list(self.distill_scales)}: each must be between 0 and 1 "
+                               "(the fraction of the teacher's widths a student keeps)")
         allowed = CUDA_FAMILIES if self.target == "cuda" else CPU_FAMILIES
         elsewhere = [f for f in self.families if f not in allowed]
         if elsewhere:
@@ -107,7 +114,8 @@ class OptimizeConfig(BaseModel):
 PRESETS: dict[str, OptimizeConfig] = {
     "quick": OptimizeConfig(families=("ort-dynamic", "ort-static", "openvino"), rounds=5, calibration_samples=64),
     "default": OptimizeConfig(),
-    "thorough": OptimizeConfig(families=CPU_FAMILIES, rounds=40, calibration_samples=512, finetune_epochs=12),
+    "thorough": OptimizeConfig(families=CPU_FAMILIES, rounds=40, calibration_samples=512, finetune_epochs=12,
+                               distill_steps=1500),
 }
 #: The families each preset searches with --target cuda (its other settings are the CPU preset's).
 CUDA_PRESET_FAMILIES = {"quick": ("pytorch",), "default": CUDA_FAMILIES, "thorough": CUDA_FAMILIES}

@@ -1,6 +1,7 @@
 """How close a variant stays to what matters: accuracy on labels, or agreement with the source.
 
-With labels, the metric is accuracy. Without, a variant is compared with the source model's
+With labels, the metric is accuracy (or, asked for, macro-F1: every class weighs alike, which
+matters where one class is rare, as in the sentiment texts). Without, a variant is compared with the source model's
 own outputs (the fp32 baseline, itself verified against the source at export): the minimum
 cosine similarity over the eval set for embeddings, top-1 agreement for classifiers, and the
 relative error otherwise. The error is always "how much worse than the baseline", in the
@@ -31,6 +32,10 @@ class Metric:
             if labels is None:
                 raise InvalidInput("metric 'accuracy' needs labels in the eval set (a 'labels' array)")
             return float((got.argmax(-1) == labels).mean())
+        if self.name == "macro_f1":
+            if labels is None:
+                raise InvalidInput("metric 'macro_f1' needs labels in the eval set (a 'labels' array)")
+            return macro_f1(got.argmax(-1), labels)
         if self.name == "top1_agreement":
             return float((got.argmax(-1) == reference.argmax(-1)).mean())
         if self.name == "cosine":
@@ -43,6 +48,15 @@ class Metric:
     def error(self, value: float, baseline: float) -> float:
         """How much worse than the baseline `value` is (negative when better)."""
         return baseline - value if self.higher_is_better else value - baseline
+
+
+def macro_f1(predicted: np.ndarray, labels: np.ndarray) -> float:
+    """The mean over the classes present (in labels or predictions) of each class's F1."""
+    scores = []
+    for c in np.union1d(predicted, labels):
+        hit = float(((predicted == c) & (labels == c)).sum())
+        scores.append(2 * hit / ((predicted == c).sum() + (labels == c).sum()))
+    return float(np.mean(scores))
 
 
 def _classifier_output(manifest: Manifest) -> str | None:
@@ -68,11 +82,11 @@ def choose_metric(manifest: Manifest, requested: str | None, has_labels: bool) -
             requested = "relative_error"
     if requested not in METRICS:
         raise InvalidInput(f"unknown metric {requested!r}; choose from {', '.join(METRICS)}")
-    if requested in ("accuracy", "top1_agreement"):
+    if requested in ("accuracy", "macro_f1", "top1_agreement"):
         if classifier is None:
             raise InvalidInput(f"metric {requested!r} needs a classifier output [batch, classes]; outputs are {names}")
-        if requested == "accuracy" and not has_labels:
-            raise InvalidInput("metric 'accuracy' needs labels in the eval set (a 'labels' array)")
+        if requested in ("accuracy", "macro_f1") and not has_labels:
+            raise InvalidInput(f"metric {requested!r} needs labels in the eval set (a 'labels' array)")
         return Metric(requested, classifier, True)
     if requested == "cosine":
         return Metric("cosine", embedding or names[0], True)

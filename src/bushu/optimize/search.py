@@ -120,7 +120,7 @@ class _Search:
                                   "the source package's default variant")
         self._cal_reference: np.ndarray | None = None
         #: Calibration data has no labels: accuracy is judged there by top-1 agreement.
-        self.proxy = Metric("top1_agreement", metric.output, True) if metric.name == "accuracy" else metric
+        self.proxy = Metric("top1_agreement", metric.output, True) if metric.name in ("accuracy", "macro_f1") else metric
 
     def load(self, candidate: Candidate) -> Model:
         """Load a candidate from the staging directory (not hashed yet: it is still being built)."""
@@ -145,7 +145,7 @@ class _Search:
 
 
 def _build(ctx: BuildContext, deadline: float | None) -> list[Outcome]:
-    from bushu.optimize.passes import openvino, ort, pruning, pytorch, selective
+    from bushu.optimize.passes import distill, openvino, ort, pruning, pytorch, selective
 
     outcomes: list[Outcome] = []
     # (stage, the families it builds, how): a stage none of whose families is asked for is not run
@@ -154,6 +154,7 @@ def _build(ctx: BuildContext, deadline: float | None) -> list[Outcome]:
         ("openvino", {"openvino", "nncf", "nncf-accuracy"}, lambda: openvino.build(ctx)),
         ("selective", {"ort-selective", "nncf-selective"}, lambda: selective.build(ctx, outcomes)),
         ("pruning", {"pruning"}, lambda: pruning.build(ctx)),
+        ("distill", {distill.FAMILY}, lambda: distill.build(ctx)),
         ("pytorch", set(pytorch.FAMILIES), lambda: pytorch.build(ctx)),
         ("onnxruntime-gpu", {"ort-cuda"}, lambda: ort.gpu(ctx)),
     ]

@@ -18,6 +18,9 @@ from torch import nn
 
 
 class LSTMClassifier(nn.Module):
+    #: The constructor arguments that set inner layers' widths (what a distilled student narrows).
+    WIDTHS = ("embed_dim", "hidden")
+
     def __init__(self, vocab_size: int, num_classes: int = 3, embed_dim: int = 128,
                  hidden: int = 64, dropout: float = 0.3) -> None:
         super().__init__()

@@ -1,0 +1,254 @@
+"""Distillation: a narrower model of the source's own class, trained to answer as the source does.
+
+Teacher: the package's source module with its fp32 weights. Student: the same class built with
+narrower layers. A package never carries code, so the student is data: the class the manifest
+already names (`provenance.source`), its constructor arguments and its weights. Which arguments
+set a width is declared by the class itself, as the tuple of names `WIDTHS` (read, never
+called); each is scaled by one of the config's `distill_scales`. A class without `WIDTHS` is
+skipped with that reason.
+
+The student starts from the teacher where it can: when torch-pruning can cut the teacher down to
+exactly the student's widths (convolution and linear stacks) it keeps the teacher's strongest
+channels; otherwise the student is fresh, with the teacher's tensors of unchanged shape copied in
+and narrower embedding tables projected onto the teacher's principal directions.
+
+Training needs no labels: the loss is the distance to the teacher's outputs (softened KL for a
+classifier, mean squared error otherwise) on the training and calibration inputs — never the
+eval inputs, which judge the result. Float inputs (images) are also mixed in pairs (mixup), which
+the teacher labels too: the student sees more of the input space than the files hold. The
+student is then exported and verified like any PyTorch source, quantised like the source, and
+measured and judged like every other variant, within the same budget.
+"""
+
+from __future__ import annotations
+
+import inspect
+import time
+from typing import Any
+
+import numpy as np
+
+from bushu.optimize.passes import BuildContext, Candidate, Outcome, Skipped, attempt
+from bushu.optimize.passes.ort import static_int8
+
+FAMILY = "distill"
+BATCH = 64
+TEMPERATURE = 2.0
+LEARNING_RATE = 3e-3
+#: Mixtures of float inputs added per given input (see `augmented`).
+MIXUP_COPIES = 3
+
+
+def student_name(scale: float) -> str:
+    return f"distill-{round(scale * 100)}"
+
+
+def teacher(ctx: BuildContext) -> Any:  # -> torch.nn.Module | str (why not)
+    from bushu.export.source import build_module
+    from bushu.package.manifest import module_ref_problem
+
+    provenance = ctx.manifest.provenance
+    if not provenance.weights_file or module_ref_problem(provenance.source):
+        return "the package has no PyTorch source module (an importable module:Class) and weights to distil from"
+    module = build_module(provenance.source, ctx.staging / provenance.weights_file, provenance.source_kwargs,
+                          from_manifest=True)
+    if not getattr(type(module), "WIDTHS", None):
+        return (f"{provenance.source} declares no WIDTHS (the constructor arguments that set its layers' widths), "
+                "so no narrower student of its class can be described")
+    return module
+
+
+def student_kwargs(module: Any, source_kwargs: dict[str, Any], scale: float) -> dict[str, Any]:
+    """The teacher's constructor arguments (its defaults, then the package's) with each width scaled."""
+    defaults = {name: p.default for name, p in inspect.signature(type(module)).parameters.items()
+                if p.default is not inspect.Parameter.empty}
+    kwargs = {**defaults, **source_kwargs}
+    for name in type(module).WIDTHS:
+        kwargs[name] = max(1, round(int(kwargs[name]) * scale))
+    return kwargs
+
+
+def _pruned_start(module: Any, kwargs: dict[str, Any], scale: float, example: Any) -> dict[str, Any] | None:
+    """The teacher's strongest channels at exactly the student's widths, or None where torch-pruning
+    cannot cut it to them (it leaves recurrent layers alone)."""
+    import copy
+
+    import torch
+    import torch_pruning as tp
+
+    pruned = copy.deepcopy(module)
+    linears = [m for m in pruned.modules() if isinstance(m, torch.nn.Linear)]
+    try:
+        tp.pruner.MetaPruner(pruned, example, importance=tp.importance.MagnitudeImportance(p=2),
+                             pruning_ratio=1 - scale, ignored_layers=linears[-1:]).step()
+    except Exception:  # noqa: BLE001 — its graph tracing fails on some models: the student starts fresh instead
+        return None
+    if not hasattr(pruned, "constructor_kwargs"):
+        return None
+    widths = pruned.constructor_kwargs()
+    return pruned.state_dict() if all(widths.get(k) == kwargs[k] for k in type(module).WIDTHS) else None
+
+
+def _teacher_start(student: Any, module: Any) -> None:
+    """Copy the teacher's tensors of unchanged shape; narrower embeddings from its principal directions."""
+    import torch
+
+    theirs = module.state_dict()
+    embeddings = {f"{name}.weight" for name, m in student.named_modules() if isinstance(m, torch.nn.Embedding)}
+    with torch.no_grad():
+        for name, tensor in student.state_dict().items():
+            source = theirs.get(name)
+            if source is None:
+                continue
+            if source.shape == tensor.shape:
+                tensor.copy_(source)
+            elif name in embeddings and source.shape[0] == tensor.shape[0]:
+                _, _, directions = torch.linalg.svd(source.float(), full_matrices=False)
+                tensor.copy_(source.float() @ directions[: tensor.shape[1]].T)
+
+
+def _inputs(ctx: BuildContext) -> dict[str, np.ndarray]:
+    """The unlabelled inputs to distil on: the training set's and the calibration set's, padded to one
+    shape where their sequence lengths differ (right-padding with 0, as the text tokenizers pad)."""
+    sets = [s.inputs for s in (ctx.train, ctx.calibration) if s is not None]
+    joined = {}
+    for name in sets[0]:
+        arrays = [s[name] for s in sets]
+        shape = np.max([a.shape[1:] for a in arrays], axis=0)
+        padded = [np.pad(a, [(0, 0)] + [(0, int(want - have)) for want, have in zip(shape, a.shape[1:])])
+                  for a in arrays]
+        joined[name] = np.concatenate(padded)
+    return joined
+
+
+def _loss(student_out: Any, teacher_out: Any, classifier: bool) -> Any:
+    import torch.nn.functional as F
+
+    if not classifier:
+        return F.mse_loss(student_out, teacher_out)
+    return F.kl_div(F.log_softmax(student_out / TEMPERATURE, -1), F.log_softmax(teacher_out / TEMPERATURE, -1),
+                    log_target=True, reduction="batchmean") * TEMPERATURE ** 2
+
+
+def augmented(inputs: list[np.ndarray], copies: int, seed: int) -> list[np.ndarray]:
+    """The inputs and, where they are all floats (images), `copies` times as many pairwise mixtures
+    (mixup): inputs the teacher can label though no file holds them."""
+    if copies == 0 or not all(np.issubdtype(a.dtype, np.floating) for a in inputs):
+        return inputs
+    rng = np.random.default_rng(seed)
+    count = len(inputs[0]) * copies
+    first, second = rng.integers(0, len(inputs[0]), (2, count))
+    weight = rng.beta(0.4, 0.4, count).astype(np.float32)
+    mixed = []
+    for a in inputs:
+        w = weight.reshape((count,) + (1,) * (a.ndim - 1))
+        mixed.append(np.concatenate([a, (a[first] * w + a[second] * (1 - w)).astype(a.dtype)]))
+    return mixed
+
+
+def train(student: Any, module: Any, inputs: list[np.ndarray], output: int, classifier: bool,
+          steps: int, seed: int) -> None:
+    """Fit `student` to `module`'s output number `output` on `inputs` (the model's inputs in order)
+    in `steps` batches. The teacher answers once per input, before training: its forward pass
+    costs many times the student's, and the answers do not change between epochs."""
+    import torch
+
+    tensors = [torch.from_numpy(a) for a in inputs]
+    generator = torch.Generator().manual_seed(seed)
+
+    def run(model: Any, batch: list[Any]) -> Any:
+        out = model(*batch)
+        return (out if isinstance(out, torch.Tensor) else out[output]).float()
+
+    with torch.no_grad():
+        targets = torch.cat([run(module, [t[i:i + 512] for t in tensors]) for i in range(0, len(tensors[0]), 512)])
+    optimizer = torch.optim.AdamW(student.parameters(), lr=LEARNING_RATE, weight_decay=1e-4)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=LEARNING_RATE, total_steps=steps)
+    student.train()
+    done = 0
+    while done < steps:
+        for index in torch.randperm(len(tensors[0]), generator=generator).split(BATCH):
+            if done == steps:
+                break
+            done += 1
+            optimizer.zero_grad()
+            _loss(run(student, [t[index] for t in tensors]), targets[index], classifier).backward()
+            optimizer.step()
+            schedule.step()
+    student.eval()
+
+
+def distil(ctx: BuildContext, module: Any, scale: float) -> Outcome:
+    """Build, start, train, export and verify the student at `scale` of the teacher's widths."""
+    import torch
+    from safetensors.torch import save_model
+
+    from bushu.export.source import instantiate
+    from bushu.export.torch_onnx import export_module
+
+    name = student_name(scale)
+    provenance = ctx.manifest.provenance
+    kwargs = student_kwargs(module, provenance.source_kwargs, scale)
+    torch.manual_seed(ctx.config.seed)
+    student = instantiate(type(module), provenance.source, kwargs)
+    pool = _inputs(ctx)
+    given = [pool[s.name] for s in ctx.manifest.inputs]
+    inputs = augmented(given, MIXUP_COPIES, ctx.config.seed)
+    example = [torch.from_numpy(a[:2]) for a in given]
+    start = _pruned_start(module, kwargs, scale, example[0] if len(example) == 1 else example)
+    if start is not None:
+        student.load_state_dict(start, strict=True)
+    else:
+        _teacher_start(student, module)
+    names = [s.name for s in ctx.manifest.outputs]
+    output = names.index(ctx.metric.output)
+    classifier = ctx.metric.name in ("accuracy", "macro_f1", "top1_agreement")
+    before = sum(p.numel() for p in module.parameters())
+    after = sum(p.numel() for p in student.parameters())
+    started, cpu = time.perf_counter(), time.process_time()
+    steps = ctx.config.distill_steps
+    train(student, module, inputs, output, classifier, steps, ctx.config.seed)
+    seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
+    ranges = {s.name: s.range for s in ctx.manifest.inputs if s.range is not None}
+    file = f"variants/{name}.onnx"
+    result = export_module(student, ctx.manifest.inputs, ctx.path(file), output_names=names, value_ranges=ranges)
+    if "pytorch" in ctx.config.families:  # the student's weights travel only for its PyTorch variant
+        save_model(student, str(ctx.path(f"variants/{name}.safetensors")))
+    described = ", ".join(f"{k}={kwargs[k]}" for k in type(module).WIDTHS)
+    return Candidate(name, FAMILY, "onnxruntime", "fp32", file,
+                     f"student {provenance.source.split(':')[-1]}({described}): {after:,} of the teacher's "
+                     f"{before:,} parameters, started from the teacher's "
+                     f"{'strongest channels (torch-pruning)' if start is not None else 'tensors where shapes allow'}, "
+                     f"distilled {steps} steps of {BATCH} on {len(given[0])} unlabelled inputs"
+                     f"{f' and {len(inputs[0]) - len(given[0])} mixtures of them' if len(inputs[0]) > len(given[0]) else ''} "
+                     f"in {seconds:.0f} s ({cpu:.0f} s of CPU); export verified ({result.exporter})",
+                     options={"kwargs": kwargs})
+
+
+def build(ctx: BuildContext) -> list[Outcome]:
+    """Per scale: the student in fp32 on ONNX Runtime and OpenVINO, and its static int8 on both."""
+    module = teacher(ctx)
+    if isinstance(module, str):
+        return [Skipped(student_name(s), FAMILY, module) for s in ctx.config.distill_scales]
+    outcomes: list[Outcome] = []
+    for scale in ctx.config.distill_scales:
+        name = student_name(scale)
+        ctx.log(f"distilling {name}")
+        student = attempt(name, FAMILY, lambda scale=scale: distil(ctx, module, scale))
+        outcomes.append(student)
+        if not isinstance(student, Candidate):
+            continue
+        outcomes.append(Candidate(f"{name}-ov-fp32", FAMILY, "openvino", "fp32", student.file,
+                                  "the student on OpenVINO"))
+        if "pytorch" in ctx.config.families:
+            outcomes.append(Candidate(f"{name}-torch-fp32", FAMILY, "pytorch", "fp32", f"variants/{name}.safetensors",
+                                      "the student in PyTorch eager: the package's class with these widths",
+                                      device=ctx.config.target, options={"kwargs": student.options["kwargs"]}))
+        quantized = attempt(f"{name}-int8-static", FAMILY,
+                            lambda file=student.file, name=name: static_int8(ctx, file, f"{name}-int8-static", "minmax",
+                                                                             family=FAMILY))
+        outcomes.append(quantized)
+        if isinstance(quantized, Candidate):
+            outcomes.append(Candidate(f"{name}-ov-int8-qdq", FAMILY, "openvino", "int8", quantized.file,
+                                      "the student's static int8 QDQ file run by OpenVINO"))
+    return outcomes
