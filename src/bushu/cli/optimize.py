@@ -27,7 +27,8 @@ def optimize(
     families: Annotated[str | None, typer.Option(help="comma-separated variant families, instead of the preset's "
                                                       "(e.g. pytorch,pytorch-compile)")] = None,
     threads: Annotated[int | None, typer.Option(help="threads per session (default 2)")] = None,
-    batch: Annotated[int | None, typer.Option(help="serving batch size (default 64)")] = None,
+    batch: Annotated[int | None, typer.Option(help="serving batch size (default 64; a generator: "
+                                                   "concurrent streams, default 16)")] = None,
     max_minutes: Annotated[float | None, typer.Option(help="stop building new variants after this long")] = None,
     force: Force = False,
 ) -> None:
@@ -39,6 +40,9 @@ def optimize(
     if target not in ("cpu", "cuda"):
         raise InvalidInput(f"--target {target!r}: choose cpu or cuda")
     chosen = tuple(f.strip() for f in families.split(",") if f.strip()) if families is not None else None
+    if _is_generation(package):  # a generator's variants are scored and timed through its decode loop
+        _optimize_generator(package, output, eval_file, parse_budget(budget), metric, chosen, threads, batch, force)
+        return
     config = named_preset(preset, target=target, budget=parse_budget(budget), metric=metric, threads=threads,
                           serving_batch=batch, max_minutes=max_minutes, families=chosen)
     result = run_optimize(package, output, config, eval_file=eval_file, calibration_file=calibration,
@@ -49,6 +53,24 @@ def optimize(
               soft_wrap=True)
     out.print(f"chose [bold]{result.choice}[/]: {result.why}\nwrote {output} (report.md, report.json, pareto.png)",
               highlight=False)
+
+
+def _is_generation(package: Path) -> bool:
+    from bushu.generate.package import is_generation
+    from bushu.package.store import read_manifest
+
+    return (package / "bushu.json").is_file() and is_generation(read_manifest(package))
+
+
+def _optimize_generator(package: Path, output: Path, eval_file: Path, budget, metric: str | None,
+                        families: tuple[str, ...] | None, threads: int | None, streams: int | None, force: bool) -> None:
+    from bushu.optimize.generation import optimize_generator, report
+
+    result = optimize_generator(package, output, eval_file=eval_file, budget=budget, metric=metric, families=families,
+                                threads=threads or 2, streams=streams or 16, force=force,
+                                log=lambda m: err.print(f"[dim]{m}[/]", highlight=False))
+    out.print(report(result), markup=False, highlight=False, soft_wrap=True)
+    out.print(f"wrote {output} (report.md)", highlight=False)
 
 
 @app.command()

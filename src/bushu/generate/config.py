@@ -139,6 +139,8 @@ class EngineSettings:
     cuda_graphs: bool = False
     #: What runs the decode step: "pytorch", or "openvino" (decoder-only models, CPU).
     decode: str = "pytorch"
+    #: The decode step's saved OpenVINO IR (a weight-compressed variant's), read instead of converting.
+    step_file: str | None = None
 
     def __post_init__(self) -> None:
         for name in ("max_tokens_in_flight", "max_sequences", "max_waiting", "prefill_chunk"):

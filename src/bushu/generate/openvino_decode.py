@@ -4,7 +4,9 @@ Measured here (benchmarks/generate_step_runtimes.py, GPT-2-small, one thread, f3
 runs the bare decode step 1.1–1.6× faster than PyTorch at batch 1–64, ONNX Runtime 1.05–1.45×;
 served end to end on the loaded 2-core machine it was not faster (24 vs 28–46 tokens/s at 16
 streams), so it is the `openvino-fp32` variant, verified like the default, not the default.
-It is converted at load from bushu's own torch forward (no second weights file). The whole cache tensor is handed over by shared memory (no
+The fp32 step is converted at load from bushu's own torch forward (no second weights file); a
+weight-compressed step (int8/int4, `bushu.optimize.generation`) is an IR file in the package,
+read as it is. The whole cache tensor is handed over by shared memory (no
 copy): the graph reads rows 0..n-1 over the full capacity (masked by each row's length) and
 returns this token's keys and values, which are written into the cache in place. Prefill, cache
 moves and sampling stay in PyTorch.
@@ -39,25 +41,41 @@ class _Step(torch.nn.Module):
         return logits, torch.stack(new_k, 1), torch.stack(new_v, 1)  # [n, layers, heads, dim]
 
 
-class OpenVinoDecode:
-    def __init__(self, model, cache, threads: int = 0) -> None:
-        try:
-            import openvino as ov
-        except ImportError:
-            from bushu.errors import InvalidInput
+def _openvino():
+    try:
+        import openvino
+    except ImportError:
+        from bushu.errors import InvalidInput
 
-            raise InvalidInput("the openvino variant needs OpenVINO: pip install 'bushu[optimize]'") from None
-        if model.is_encoder_decoder:
-            raise ValueError("the OpenVINO decode step covers decoder-only models")
-        layers, heads, dim = model.cache_shape()
-        example = (torch.zeros(2, dtype=torch.long), torch.full((2,), 3), cache.k, cache.v)
-        shape = ov.PartialShape([layers, -1, heads, -1, dim])
-        with torch.inference_mode():
-            converted = ov.convert_model(_Step(model).eval(), example_input=example,
-                                         input=[ov.PartialShape([-1]), ov.PartialShape([-1]), shape, shape])
-        # f32 asked for explicitly: on CPUs with AVX-512 BF16 OpenVINO would otherwise run in bf16
+        raise InvalidInput("the openvino variants need OpenVINO: pip install 'bushu[optimize]'") from None
+    return openvino
+
+
+def convert_step(model, cache):
+    """bushu's decode step as an OpenVINO model: (ids, lengths, past keys, past values) → (logits,
+    this token's keys, values); the cache's rows and length dynamic."""
+    ov = _openvino()
+    from bushu.offline import no_openvino_telemetry
+
+    if model.is_encoder_decoder:
+        raise ValueError("the OpenVINO decode step covers decoder-only models")
+    no_openvino_telemetry()  # ov.convert_model reports usage otherwise
+    layers, heads, dim = model.cache_shape()
+    example = (torch.zeros(2, dtype=torch.long), torch.full((2,), 3), cache.k, cache.v)
+    shape = ov.PartialShape([layers, -1, heads, -1, dim])
+    with torch.inference_mode():
+        return ov.convert_model(_Step(model).eval(), example_input=example,
+                                input=[ov.PartialShape([-1]), ov.PartialShape([-1]), shape, shape])
+
+
+class OpenVinoDecode:
+    def __init__(self, model, cache, threads: int = 0, step_file=None) -> None:
+        """`step_file`: a saved (e.g. weight-compressed) step IR; without it the fp32 step is converted."""
+        core = _openvino().Core()
+        converted = core.read_model(str(step_file)) if step_file else convert_step(model, cache)
+        # f32 activations asked for explicitly: on CPUs with AVX-512 BF16 OpenVINO would otherwise run in bf16
         config = {"INFERENCE_PRECISION_HINT": "f32", **({"INFERENCE_NUM_THREADS": threads} if threads else {})}
-        self.request = ov.Core().compile_model(converted, "CPU", config).create_infer_request()
+        self.request = core.compile_model(converted, "CPU", config).create_infer_request()
 
     def __call__(self, ids: torch.Tensor, lengths: torch.Tensor, cache) -> torch.Tensor:
         results = self.request.infer([ids.numpy(), lengths.numpy(), cache.k.numpy(), cache.v.numpy()],
