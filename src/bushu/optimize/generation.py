@@ -189,9 +189,7 @@ def optimize_generator(
     """Build, measure and choose among the compressed variants of the generation package at `source`."""
     import torch
 
-    from bushu.generate.config import EngineSettings
-    from bushu.generate.package import WEIGHTS
-    from bushu.package.store import hash_files, staged_package, verify_package, write_manifest
+    from bushu.package.store import verify_package
 
     metric = metric or "perplexity"
     if metric not in METRICS:
@@ -202,7 +200,21 @@ def optimize_generator(
         raise InvalidInput(f"unknown generation variant families {unknown}; known: {', '.join(FAMILIES)}")
     manifest = verify_package(source)
     texts = read_prompts(eval_file)
+    before = torch.get_num_threads()
     torch.set_num_threads(threads)
+    try:
+        return _optimize(source, manifest, out, texts, budget, metric, families, threads, streams, new_tokens,
+                         rounds, force, log)
+    finally:
+        torch.set_num_threads(before)
+
+
+def _optimize(source: Path, manifest: Manifest, out: Path, texts: list[str], budget: Budget, metric: str,
+              families: tuple[str, ...], threads: int, streams: int, new_tokens: int, rounds: int, force: bool,
+              log: Callable[[str], None]) -> GenResult:
+    from bushu.generate.config import EngineSettings
+    from bushu.package.store import hash_files, staged_package, write_manifest
+
     settings = EngineSettings(max_sequences=max(streams, len(texts)), threads=threads)
     notes: list[str] = []
     with staged_package(out, force=force) as staging:
@@ -252,7 +264,7 @@ def optimize_generator(
                 row.tokens_per_s = speed[family]
             rows.append(row)
         choice, why = _choose(rows, baseline, holds, speed)
-        kept = {baseline: base}
+        kept = {**manifest.variants}  # the source's other variants stay, as verified at pack
         for family, (variant, row) in built.items():
             if row.reason == "" and within(scores[family]) and speed[family] > speed[baseline]:
                 row.kept = True
@@ -260,6 +272,7 @@ def optimize_generator(
                     **variant.metrics, f"{metric}_selection": scores[family][0],
                     f"{metric}_confirmation": scores[family][1], "tokens_per_s": round(speed[family], 2)}})
             else:
+                kept.pop(family, None)
                 row.reason = row.reason or ("over budget" if not within(scores[family]) else "not faster than fp32")
                 step = variant.options.get("step")
                 if step:
