@@ -52,7 +52,7 @@ def held_out_prompts(count: int, words: bool) -> list[str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", choices=("lm", "gpt2-small"), default="lm")
-    parser.add_argument("--package", type=Path, help="a trained LM package (default: train one into --workdir)")
+    parser.add_argument("--package", type=Path, help="the package (default: train the LM or pack GPT-2-small into --workdir)")
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/bushu-gen"))
     parser.add_argument("--prompts", type=int, default=64)
     parser.add_argument("--budget", default="2%")
@@ -66,7 +66,7 @@ def main() -> None:
     from bushu.optimize.generation import optimize_generator, report
 
     args.workdir.mkdir(parents=True, exist_ok=True)
-    package = lm_package(args.workdir, args.package) if args.model == "lm" else gpt2_small_package(args.workdir)
+    package = args.package or (lm_package(args.workdir, None) if args.model == "lm" else gpt2_small_package(args.workdir))
     eval_file = args.workdir / f"{args.model}-held-out.txt"
     eval_file.write_text("\n".join(held_out_prompts(args.prompts, args.model == "gpt2-small")) + "\n")
     result = optimize_generator(package, args.workdir / f"{args.model}-compressed", eval_file=eval_file,

@@ -128,3 +128,12 @@ def test_openvino_telemetry_sends_nothing():
     sender.send(Backend(), {"event": "x"})
     sender.executor.shutdown(wait=True)
     assert Backend.sent == []
+
+
+def test_the_openvino_decode_step_is_verified_like_the_default(gpt2_dir, tmp_path):
+    """Logits at every cached step within 1e-4 of transformers', greedy tokens equal to generate()."""
+    from bushu.export.hf_generate import pack_hf_generator
+
+    manifest = pack_hf_generator(gpt2_dir, tmp_path / "ov", name="ov", prompts=8, openvino=True)
+    variant = manifest.variants["openvino-fp32"]
+    assert variant.max_rel_error["logits"] < 1e-4 and variant.metrics["greedy_prompts_equal"] == 8

@@ -7,15 +7,14 @@ streams), so it is the `openvino-fp32` variant, verified like the default, not t
 The fp32 step is converted at load from bushu's own torch forward (no second weights file); a
 weight-compressed step (int8/int4, `bushu.optimize.generation`) is an IR file in the package,
 read as it is. The whole cache tensor is handed over by shared memory (no
-copy): the graph reads rows 0..n-1 over the full capacity (masked by each row's length) and
-returns this token's keys and values, which are written into the cache in place. Prefill, cache
+copy): the graph reads rows 0..n-1 over the full capacity (masked by each row's length), never
+copying them, and returns this token's keys and values, which are written into the cache in place. Prefill, cache
 moves and sampling stay in PyTorch.
 """
 
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 
 class _Step(torch.nn.Module):
@@ -25,16 +24,23 @@ class _Step(torch.nn.Module):
 
     def forward(self, ids, lengths, past_k, past_v):
         m, n, capacity = self.m, ids.shape[0], past_k.shape[3]
-        mask = torch.cat([torch.arange(capacity)[None, :] < lengths[:, None], torch.ones(n, 1, dtype=torch.bool)], 1)
-        mask = mask[:, None, None, :]
+        hidden = torch.finfo(torch.float32).min
+        blocked = torch.where(torch.arange(capacity)[None, :] < lengths[:, None], 0.0, hidden)[:, None, None, :]
+        scale = m.head_dim ** -0.5
         new_k, new_v = [], []
 
         def attend(layer, q, k, v):
+            # The cached keys are read where they lie: appending this token's key to them (a concat)
+            # would copy the whole cache every layer of every step. Its score joins the cached ones
+            # instead, and its value is weighted in after.
             new_k.append(k)
             new_v.append(v)
-            keys = torch.cat([past_k[layer, :n], k[:, :, None]], 2)
-            values = torch.cat([past_v[layer, :n], v[:, :, None]], 2)
-            return F.scaled_dot_product_attention(q[:, :, None], keys, values, attn_mask=mask).reshape(n, m.width)
+            q = q[:, :, None] * scale  # [n, heads, 1, dim]
+            cached = q @ past_k[layer, :n].transpose(-1, -2) + blocked  # [n, heads, 1, capacity]
+            own = (q * k[:, :, None]).sum(-1, keepdim=True)  # [n, heads, 1, 1]
+            weights = torch.softmax(torch.cat([cached, own], -1), -1)
+            out = weights[..., :capacity] @ past_v[layer, :n] + weights[..., capacity:] * v[:, :, None]
+            return out.reshape(n, m.width)
 
         positions = lengths.clamp(max=m.max_positions - 1)
         logits = m._blocks(m.wte[ids] + m.wpe[positions], attend) @ m.lm_head.T
