@@ -17,12 +17,14 @@ from bushu.errors import BushuError, InvalidInput
 def optimize(
     package: Annotated[Path, typer.Argument(help="source package directory (never changed)")],
     output: Annotated[Path, typer.Option("-o", "--output", help="new package directory to write")],
-    eval_file: Annotated[Path, typer.Option("--eval", help=".npz of inputs (+ labels), or .txt of texts for a text package")],
+    eval_file: Annotated[Path, typer.Option("--eval", help=".npz of inputs (+ labels), or .txt of texts for a text package "
+                                                          "(of prompts, one a line, for a generation package)")],
     calibration: Annotated[Path | None, typer.Option(help="calibration data, disjoint from --eval (default: held out of it)")] = None,
     train: Annotated[Path | None, typer.Option(help="labelled training .npz, for pruning's fine-tune")] = None,
     target: Annotated[str, typer.Option(help="cpu or cuda")] = "cpu",
     budget: Annotated[str, typer.Option(help="allowed loss: '1%' of the baseline's metric, or absolute '0.01'")] = "1%",
-    metric: Annotated[str | None, typer.Option(help="accuracy, top1_agreement, cosine or relative_error")] = None,
+    metric: Annotated[str | None, typer.Option(help="accuracy, top1_agreement, cosine or relative_error "
+                                                      "(a generator: perplexity or greedy_agreement)")] = None,
     preset: Annotated[str, typer.Option(help="quick, default or thorough")] = "default",
     families: Annotated[str | None, typer.Option(help="comma-separated variant families, instead of the preset's "
                                                       "(e.g. pytorch,pytorch-compile)")] = None,
