@@ -25,7 +25,8 @@ def compressed(gpt2_package, tmp_path_factory):
 
     out = tmp_path_factory.mktemp("compressed") / "tiny-gpt2-small"
     result = optimize_generator(gpt2_package, out, eval_file=SENTENCES, budget=parse_budget("50%"),
-                                families=("openvino-int8", "openvino-int4"), threads=1, streams=4, new_tokens=4,
+                                families=("openvino-int8", "openvino-int4", "onnxruntime-int8", "onnxruntime-int4"),
+                                threads=1, streams=4, new_tokens=4,
                                 rounds=1)
     return out, result
 
@@ -52,19 +53,27 @@ def test_compressed_steps_hold_int8_and_int4_weights_and_are_listed(compressed):
     out, result = compressed
     manifest = verify_package(out)  # every written file hashed, nothing half-written
     rows = {r.name: r for r in result.rows}
-    for name, kinds in (("openvino-int8", ("u8", "i8")), ("openvino-int4", ("u4", "i4"))):
+    for name, kinds in (("openvino-int8", ("u8", "i8")), ("openvino-int4", ("u4", "i4")),
+                        ("onnxruntime-int8", (8,)), ("onnxruntime-int4", (4,))):
         row = rows[name]
         assert row.selection is not None and row.confirmation is not None and row.tokens_per_s > 0
         if name in manifest.variants:  # kept: its step is in the package, its weights compressed
-            step = manifest.variants[name].options["step"]
-            assert step in manifest.files
-            xml = (out / step).read_text()
-            assert any(re.search(f'element_type="{k}"', xml) for k in kinds), name
+            step = out / manifest.variants[name].options["step"]
+            assert manifest.variants[name].options["step"] in manifest.files
+            if step.suffix == ".xml":
+                assert any(re.search(f'element_type="{k}"', step.read_text()) for k in kinds), name
+            else:
+                import onnx
+
+                bits = {a.i for n in onnx.load(str(step)).graph.node if n.op_type == "MatMulNBits"
+                        for a in n.attribute if a.name == "bits"}
+                assert bits == set(kinds), name
         else:
             assert row.reason and not (out / "variants" / name).exists()
     assert manifest.default_variant == result.choice
     assert "pytorch-fp32" in manifest.variants
-    assert (out / "report.md").read_text().count("| openvino-int") == 2
+    report = (out / "report.md").read_text()
+    assert report.count("| openvino-int") == 2 and report.count("| onnxruntime-int") == 2
 
 
 def test_the_chosen_variant_generates_through_the_cli(compressed):
@@ -137,3 +146,27 @@ def test_the_openvino_decode_step_is_verified_like_the_default(gpt2_dir, tmp_pat
     manifest = pack_hf_generator(gpt2_dir, tmp_path / "ov", name="ov", prompts=8, openvino=True)
     variant = manifest.variants["openvino-fp32"]
     assert variant.max_rel_error["logits"] < 1e-4 and variant.metrics["greedy_prompts_equal"] == 8
+
+
+def test_the_onnx_step_rewritten_for_matmulnbits_gives_the_pytorch_step_logits(gpt2_package, tmp_path):
+    import torch
+
+    from bushu.generate.config import EngineSettings
+    from bushu.generate.ort_decode import OrtDecode, export_step
+    from bushu.generate.package import open_core
+
+    core = open_core(gpt2_package, verify_package(gpt2_package), EngineSettings(max_sequences=4))
+    cache = core.runner.cache
+    cache.reserve(3, 16)
+    for row, n in enumerate((3, 7, 5)):
+        core.model.prefill(torch.arange(10, 10 + n), row, 0, cache)
+    ids, lengths = torch.tensor([4, 8, 15]), torch.tensor([3, 7, 5])
+    step = OrtDecode(core.model, cache, 1, export_step(core.model, cache, tmp_path / "step.onnx"))
+    import onnx
+
+    assert "Gemm" not in {n.op_type for n in onnx.load(str(tmp_path / "step.onnx")).graph.node}
+    ours = step(ids, lengths, cache)
+    keys = cache.k[:, :3].clone()
+    reference = core.model.decode(ids, lengths, cache)
+    assert torch.allclose(ours, reference, rtol=1e-4, atol=1e-4)
+    assert torch.allclose(keys, cache.k[:, :3], atol=1e-5)  # the ONNX step wrote the keys the PyTorch step did

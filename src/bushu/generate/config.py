@@ -137,9 +137,9 @@ class EngineSettings:
     static_cache: bool = False
     #: ... each captured once as a CUDA graph and replayed (the GPU path; implies static_cache).
     cuda_graphs: bool = False
-    #: What runs the decode step: "pytorch", or "openvino" (decoder-only models, CPU).
+    #: What runs the decode step: "pytorch", or "openvino" / "onnxruntime" (decoder-only models, CPU).
     decode: str = "pytorch"
-    #: The decode step's saved OpenVINO IR (a weight-compressed variant's), read instead of converting.
+    #: The decode step's saved graph (a weight-compressed variant's OpenVINO IR or ONNX file).
     step_file: str | None = None
 
     def __post_init__(self) -> None:

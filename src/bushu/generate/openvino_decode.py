@@ -17,7 +17,9 @@ from __future__ import annotations
 import torch
 
 
-class _Step(torch.nn.Module):
+class DecodeStep(torch.nn.Module):
+    """The step as a graph: the cache in (read, never copied), this token's keys and values out."""
+
     def __init__(self, model) -> None:
         super().__init__()
         self.m = model
@@ -70,7 +72,7 @@ def convert_step(model, cache):
     example = (torch.zeros(2, dtype=torch.long), torch.full((2,), 3), cache.k, cache.v)
     shape = ov.PartialShape([layers, -1, heads, -1, dim])
     with torch.inference_mode():
-        return ov.convert_model(_Step(model).eval(), example_input=example,
+        return ov.convert_model(DecodeStep(model).eval(), example_input=example,
                                 input=[ov.PartialShape([-1]), ov.PartialShape([-1]), shape, shape])
 
 
@@ -86,8 +88,12 @@ class OpenVinoDecode:
     def __call__(self, ids: torch.Tensor, lengths: torch.Tensor, cache) -> torch.Tensor:
         results = self.request.infer([ids.numpy(), lengths.numpy(), cache.k.numpy(), cache.v.numpy()],
                                      share_inputs=True)
-        logits, k, v = (torch.from_numpy(results[i]) for i in range(3))
-        rows = torch.arange(ids.shape[0])
-        cache.k[:, rows, :, lengths] = k  # (advanced indices first: [n, layers, heads, dim])
-        cache.v[:, rows, :, lengths] = v
-        return logits.clone()
+        return write_back(cache, lengths, *(torch.from_numpy(results[i]) for i in range(3)))
+
+
+def write_back(cache, lengths: torch.Tensor, logits: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """This token's keys and values into each row's next position; the logits, owned."""
+    rows = torch.arange(lengths.shape[0])
+    cache.k[:, rows, :, lengths] = k  # (advanced indices first: [n, layers, heads, dim])
+    cache.v[:, rows, :, lengths] = v
+    return logits.clone()

@@ -51,10 +51,10 @@ def open_core(root: Path, manifest: Manifest, settings: EngineSettings | None = 
         raise InvalidInput(f"variant {name!r} not in package {manifest.name}; it has {sorted(manifest.variants)}")
     chosen = manifest.variants[name]
     decode = chosen.options.get("decode", "pytorch") if settings.device == "cpu" else "pytorch"
-    step = chosen.options.get("step") if decode == "openvino" else None
+    step = chosen.options.get("step") if decode in ("openvino", "onnxruntime") else None
     if step is not None and step not in manifest.files:
         raise PackageError(f"{root}: variant {name!r} runs {step}, which the manifest does not list")
-    # A weight-compressed variant (int8/int4) runs its decode step on OpenVINO; the rest of the
+    # A weight-compressed variant (int8/int4) runs its decode step on OpenVINO or ONNX Runtime; the rest of the
     # model (prefill) stays at the settings' precision. A bf16 variant runs all of it in bf16.
     precision = chosen.precision if chosen.precision in ("bf16", "fp16") else settings.precision
     settings = dataclasses.replace(settings, decode=decode, precision=precision,

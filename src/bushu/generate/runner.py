@@ -20,6 +20,10 @@ class Runner:
             from bushu.generate.openvino_decode import OpenVinoDecode
 
             self.decode = OpenVinoDecode(model, cache, threads, step_file)
+        elif decode == "onnxruntime":
+            from bushu.generate.ort_decode import OrtDecode
+
+            self.decode = OrtDecode(model, cache, threads, step_file)
         elif static or graphs:
             from bushu.generate.static_decode import StaticDecode
 

@@ -14,7 +14,10 @@ Families (decoder-only models):
   INT8_ASYM, per output channel), f32 activations: weight-only.
 - `openvino-int4`: INT4_SYM in groups of `INT4_GROUP` along the input, NNCF's default int8
   backup for the embeddings and the output layer.
-The compressed steps are saved as OpenVINO IR in the package; the prompt's prefill stays in
+- `onnxruntime-int8`, `onnxruntime-int4`: the step exported to ONNX, every projection and the
+  output layer quantised by ONNX Runtime's MatMulNBits quantiser (symmetric, blocks of
+  `ORT_BLOCK` inputs), f32 activations: weight-only.
+The compressed steps are saved as OpenVINO IR or ONNX in the package; the prompt's prefill stays in
 PyTorch fp32 (one call per prompt chunk; the decode steps are what repeat).
 
 Metrics, against the fp32 variant on the same prompts:
@@ -30,7 +33,6 @@ next fastest that does; never one slower than fp32.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 import shutil
@@ -45,9 +47,11 @@ from bushu.errors import InvalidInput
 from bushu.optimize.config import Budget
 from bushu.package.manifest import Manifest, Variant
 
-FAMILIES = ("pytorch-bf16", "openvino-fp32", "openvino-int8", "openvino-int4")
+FAMILIES = ("pytorch-bf16", "openvino-fp32", "openvino-int8", "openvino-int4", "onnxruntime-int8", "onnxruntime-int4")
 METRICS = ("perplexity", "greedy_agreement")
 INT4_GROUP = 64
+#: MatMulNBits' block: inputs sharing one scale.
+ORT_BLOCK = 32
 REPORT = "report.md"
 
 
@@ -128,6 +132,18 @@ def compress_step(core: Any, mode: str, out: Path) -> None:
         step = nncf.compress_weights(step, mode=nncf.CompressWeightsMode.INT4_SYM, group_size=INT4_GROUP, ratio=1.0)
     out.parent.mkdir(parents=True, exist_ok=True)
     ov.save_model(step, str(out), compress_to_fp16=False)
+
+
+def quantize_ort_step(core: Any, mode: str, out: Path) -> None:
+    """The fp32 decode step exported to ONNX, its MatMuls quantised to MatMulNBits (`mode` int8 or int4)."""
+    import tempfile
+
+    from bushu.generate.ort_decode import export_step, quantize_step
+
+    with tempfile.TemporaryDirectory(prefix="bushu-step-") as tmp:
+        fp32 = export_step(core.model, core.runner.cache, Path(tmp) / "step.onnx")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        quantize_step(fp32, out, bits=8 if mode == "int8" else 4, block_size=ORT_BLOCK)
 
 
 def perplexity(core: Any, texts: list[list[int]]) -> float:
@@ -304,21 +320,30 @@ def _build(family: str, core: Any, staging: Path, base: Variant, log: Callable[[
         row = GenRow(family, "fp32", "decode step on OpenVINO, f32")
         return row, base.model_copy(update={"backend": "openvino", "options": {**options, "decode": "openvino"},
                                             "notes": row.notes})
-    mode = family.rpartition("-")[2]
-    row = GenRow(family, mode, f"decode step on OpenVINO, weights {mode} (NNCF), f32 activations"
-                 + (f", groups of {INT4_GROUP}" if mode == "int4" else ""))
-    step = f"variants/{family}/step.xml"
-    log(f"compressing the decode step's weights to {mode} (NNCF)")
+    runtime, _, mode = family.rpartition("-")
+    if runtime == "onnxruntime":
+        row = GenRow(family, mode, f"decode step on ONNX Runtime, weights {mode} (MatMulNBits, blocks of "
+                     f"{ORT_BLOCK}), f32 activations")
+        step = f"variants/{family}/step.onnx"
+    else:
+        row = GenRow(family, mode, f"decode step on OpenVINO, weights {mode} (NNCF), f32 activations"
+                     + (f", groups of {INT4_GROUP}" if mode == "int4" else ""))
+        step = f"variants/{family}/step.xml"
+    log(f"compressing the decode step's weights to {mode} ({'MatMulNBits' if runtime == 'onnxruntime' else 'NNCF'})")
     try:
-        compress_step(core, mode, staging / step)
+        if runtime == "onnxruntime":
+            quantize_ort_step(core, mode, staging / step)
+        else:
+            compress_step(core, mode, staging / step)
     except ImportError:
         row.reason = "skipped: needs nncf and openvino: pip install 'bushu[optimize]'"
         return row, None
     except Exception as exc:
         row.reason = f"failed: {type(exc).__name__}: {' '.join(str(exc).split())}"[:300]
         return row, None
-    return row, base.model_copy(update={"backend": "openvino", "precision": mode, "notes": row.notes,
-                                        "options": {**options, "decode": "openvino", "step": step}})
+    backend = "onnxruntime" if runtime == "onnxruntime" else "openvino"
+    return row, base.model_copy(update={"backend": backend, "precision": mode, "notes": row.notes,
+                                        "options": {**options, "decode": backend, "step": step}})
 
 
 def _score(core: Any, prompts: list[list[int]], metric: str, new_tokens: int, reference: Any,
