@@ -141,6 +141,8 @@ class EngineSettings:
     decode: str = "pytorch"
     #: The decode step's saved graph (a weight-compressed variant's OpenVINO IR or ONNX file).
     step_file: str | None = None
+    #: What an OpenVINO decode step computes in: "f32", or "bf16" (its inference precision).
+    step_activations: str = "f32"
 
     def __post_init__(self) -> None:
         for name in ("max_tokens_in_flight", "max_sequences", "max_waiting", "prefill_chunk"):

@@ -77,12 +77,13 @@ def convert_step(model, cache):
 
 
 class OpenVinoDecode:
-    def __init__(self, model, cache, threads: int = 0, step_file=None) -> None:
-        """`step_file`: a saved (e.g. weight-compressed) step IR; without it the fp32 step is converted."""
+    def __init__(self, model, cache, threads: int = 0, step_file=None, activations: str = "f32") -> None:
+        """`step_file`: a saved (e.g. weight-compressed) step IR; without it the fp32 step is converted.
+        `activations`: "f32", or "bf16" for a variant that computes in bf16."""
         core = _openvino().Core()
         converted = core.read_model(str(step_file)) if step_file else convert_step(model, cache)
-        # f32 activations asked for explicitly: on CPUs with AVX-512 BF16 OpenVINO would otherwise run in bf16
-        config = {"INFERENCE_PRECISION_HINT": "f32", **({"INFERENCE_NUM_THREADS": threads} if threads else {})}
+        # the precision always explicit: on CPUs with AVX-512 BF16 OpenVINO would otherwise run in bf16
+        config = {"INFERENCE_PRECISION_HINT": activations, **({"INFERENCE_NUM_THREADS": threads} if threads else {})}
         self.request = core.compile_model(converted, "CPU", config).create_infer_request()
 
     def __call__(self, ids: torch.Tensor, lengths: torch.Tensor, cache) -> torch.Tensor:

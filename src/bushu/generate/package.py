@@ -56,9 +56,10 @@ def open_core(root: Path, manifest: Manifest, settings: EngineSettings | None = 
         raise PackageError(f"{root}: variant {name!r} runs {step}, which the manifest does not list")
     # A weight-compressed variant (int8/int4) runs its decode step on OpenVINO or ONNX Runtime; the rest of the
     # model (prefill) stays at the settings' precision. A bf16 variant runs all of it in bf16.
-    precision = chosen.precision if chosen.precision in ("bf16", "fp16") else settings.precision
+    precision = chosen.precision if decode == "pytorch" and chosen.precision in ("bf16", "fp16") else settings.precision
     settings = dataclasses.replace(settings, decode=decode, precision=precision,
-                                   step_file=str(root / step) if step else None)
+                                   step_file=str(root / step) if step else None,
+                                   step_activations=chosen.options.get("activations", "f32"))
     config = GenerationConfig.model_validate_json((root / CONFIG_FILE).read_bytes())
     device = settings.device
     if device == "cuda" and not torch.cuda.is_available():

@@ -12,6 +12,8 @@ Families (decoder-only models):
 - `openvino-fp32`: the decode step on OpenVINO, f32.
 - `openvino-int8`: the decode step's weights compressed to int8 (NNCF `compress_weights`,
   INT8_ASYM, per output channel), f32 activations: weight-only.
+- `openvino-bf16`, `openvino-int8-bf16`: the same steps computing in bf16 (OpenVINO's
+  inference precision; bf16 CPUs only; the prefill stays fp32).
 - `openvino-int4`: INT4_SYM in groups of `INT4_GROUP` along the input, NNCF's default int8
   backup for the embeddings and the output layer.
 - `onnxruntime-int8`, `onnxruntime-int4`: the step exported to ONNX, every projection and the
@@ -47,7 +49,18 @@ from bushu.errors import InvalidInput
 from bushu.optimize.config import Budget
 from bushu.package.manifest import Manifest, Variant
 
-FAMILIES = ("pytorch-bf16", "openvino-fp32", "openvino-int8", "openvino-int4", "onnxruntime-int8", "onnxruntime-int4")
+#: family → (what runs the decode step, its weights, its activations)
+SPECS = {
+    "pytorch-bf16": ("pytorch", "fp32", "bf16"),
+    "openvino-fp32": ("openvino", "fp32", "f32"),
+    "openvino-bf16": ("openvino", "fp32", "bf16"),
+    "openvino-int8": ("openvino", "int8", "f32"),
+    "openvino-int8-bf16": ("openvino", "int8", "bf16"),
+    "openvino-int4": ("openvino", "int4", "f32"),
+    "onnxruntime-int8": ("onnxruntime", "int8", "f32"),
+    "onnxruntime-int4": ("onnxruntime", "int4", "f32"),
+}
+FAMILIES = tuple(SPECS)
 METRICS = ("perplexity", "greedy_agreement")
 INT4_GROUP = 64
 #: MatMulNBits' block: inputs sharing one scale.
@@ -309,41 +322,37 @@ def _optimize(source: Path, manifest: Manifest, out: Path, texts: list[str], bud
 
 def _build(family: str, core: Any, staging: Path, base: Variant, log: Callable[[str], None]) -> tuple[GenRow, Variant | None]:
     """One family's variant (its files written into `staging`), or a row saying why not."""
-    options = {**base.options, "decode": "pytorch"}
-    if family == "pytorch-bf16":
-        row = GenRow(family, "bf16", "the whole model in bfloat16 (not equal precision)")
-        if not cpu_has_bf16():
-            row.reason = "skipped: this CPU has no native bf16 (AVX-512 BF16 or AMX); emulated bf16 is slower"
+    runtime, weights, activations = SPECS[family]
+    precision = weights if weights != "fp32" else activations.replace("f32", "fp32")
+    where = {"pytorch": "the whole model in PyTorch", "openvino": "decode step on OpenVINO",
+             "onnxruntime": "decode step on ONNX Runtime"}[runtime]
+    how = {"fp32": "", "int8": ", weights int8", "int4": ", weights int4"}[weights]
+    how += {"openvino": " (NNCF" + (f", groups of {INT4_GROUP})" if weights == "int4" else ")"),
+            "onnxruntime": f" (MatMulNBits, blocks of {ORT_BLOCK})", "pytorch": ""}[runtime] if weights != "fp32" else ""
+    row = GenRow(family, precision, f"{where}{how}, {activations} activations"
+                 + (" (not equal precision)" if activations == "bf16" else ""))
+    if activations == "bf16" and not cpu_has_bf16():
+        row.reason = "skipped: this CPU has no native bf16 (AVX-512 BF16 or AMX); emulated bf16 is slower"
+        return row, None
+    options = {**base.options, "decode": runtime}
+    if runtime == "openvino" and activations == "bf16":
+        options["activations"] = "bf16"
+    if weights != "fp32":
+        options["step"] = f"variants/{family}/step.{'onnx' if runtime == 'onnxruntime' else 'xml'}"
+        log(f"compressing the decode step's weights to {weights} for {runtime}")
+        try:
+            if runtime == "onnxruntime":
+                quantize_ort_step(core, weights, staging / options["step"])
+            else:
+                compress_step(core, weights, staging / options["step"])
+        except ImportError as exc:
+            row.reason = f"skipped: {exc.name or 'a library'} is not installed: pip install 'bushu[optimize]'"
             return row, None
-        return row, base.model_copy(update={"precision": "bf16", "options": options, "notes": row.notes})
-    if family == "openvino-fp32":
-        row = GenRow(family, "fp32", "decode step on OpenVINO, f32")
-        return row, base.model_copy(update={"backend": "openvino", "options": {**options, "decode": "openvino"},
-                                            "notes": row.notes})
-    runtime, _, mode = family.rpartition("-")
-    if runtime == "onnxruntime":
-        row = GenRow(family, mode, f"decode step on ONNX Runtime, weights {mode} (MatMulNBits, blocks of "
-                     f"{ORT_BLOCK}), f32 activations")
-        step = f"variants/{family}/step.onnx"
-    else:
-        row = GenRow(family, mode, f"decode step on OpenVINO, weights {mode} (NNCF), f32 activations"
-                     + (f", groups of {INT4_GROUP}" if mode == "int4" else ""))
-        step = f"variants/{family}/step.xml"
-    log(f"compressing the decode step's weights to {mode} ({'MatMulNBits' if runtime == 'onnxruntime' else 'NNCF'})")
-    try:
-        if runtime == "onnxruntime":
-            quantize_ort_step(core, mode, staging / step)
-        else:
-            compress_step(core, mode, staging / step)
-    except ImportError:
-        row.reason = "skipped: needs nncf and openvino: pip install 'bushu[optimize]'"
-        return row, None
-    except Exception as exc:
-        row.reason = f"failed: {type(exc).__name__}: {' '.join(str(exc).split())}"[:300]
-        return row, None
-    backend = "onnxruntime" if runtime == "onnxruntime" else "openvino"
-    return row, base.model_copy(update={"backend": backend, "precision": mode, "notes": row.notes,
-                                        "options": {**options, "decode": backend, "step": step}})
+        except Exception as exc:  # a quantiser failing on this model skips the variant, not the search
+            row.reason = f"failed: {type(exc).__name__}: {' '.join(str(exc).split())}"[:300]
+            return row, None
+    return row, base.model_copy(update={"backend": runtime, "precision": precision, "notes": row.notes,
+                                        "options": options})
 
 
 def _score(core: Any, prompts: list[list[int]], metric: str, new_tokens: int, reference: Any,
