@@ -132,6 +132,8 @@ def main() -> None:
     parser.add_argument("--prompt-tokens", type=int, default=128)
     parser.add_argument("--new-tokens", type=int, default=32)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=1, help="measure every row this many times, rotating "
+                        "through them; report each row's median round")
     parser.add_argument("--peers", default="bushu,transformers,transformers-bf16,ct2-fp32,ct2-int8,ort-genai,ov-genai")
     parser.add_argument("--package", type=Path, help="the bushu package (default: GPT-2-small packed into --workdir); "
                         "the output of generate_compress.py holds the compressed variants")
@@ -147,38 +149,39 @@ def main() -> None:
                         "gpt2-small", "--verify-prompts", "8", "--force"], check=True)
     peers = args.peers.split(",")
     notes: list[str] = []
-    class Rows(list):  # each row is logged as it comes, so a long run shows progress
-        def append(self, item: dict) -> None:
-            super().append(item)
-            print(item, file=sys.stderr, flush=True)
-
-    rows = Rows()
+    runs = []  # (streams, how to measure one row), measured in rounds that rotate through all of them
     for streams in (int(s) for s in args.streams.split(",")):
         batch = prompts(streams, args.prompt_tokens)
-        print(f"-- {streams} streams", file=sys.stderr, flush=True)
         if "bushu" in peers:
             for variant in args.variants.split(",") if args.variants else [""]:
                 served = serving_variant(package, variant, args.workdir) if variant else package
-                rows.append(bushu_row(served, batch, streams, args.new_tokens, args.threads, variant))
-        if "transformers" in peers:
-            rows.append(static_batches("transformers generate() (static batch)",
-                                       transformers_peer(src, args.threads), batch, streams, args.new_tokens))
-        if "transformers-bf16" in peers:
-            rows.append(static_batches("transformers bf16 generate() (static batch)",
-                                       transformers_peer(src, args.threads, "bfloat16"), batch, streams,
-                                       args.new_tokens))
+                runs.append(lambda served=served, batch=batch, streams=streams, variant=variant: bushu_row(
+                    served, batch, streams, args.new_tokens, args.threads, variant))
+        for peer, name, dtype in (("transformers", "transformers generate() (static batch)", "float32"),
+                                  ("transformers-bf16", "transformers bf16 generate() (static batch)", "bfloat16")):
+            if peer in peers:
+                runs.append(lambda name=name, dtype=dtype, batch=batch, streams=streams: static_batches(
+                    name, transformers_peer(src, args.threads, dtype), batch, streams, args.new_tokens))
         for quantization in ("fp32", "int8"):
             if f"ct2-{quantization}" in peers:
-                rows.append(static_batches(f"CTranslate2 {quantization} (static batch)",
-                                           ctranslate2_peer(src, args.workdir, quantization, args.threads),
-                                           batch, streams, args.new_tokens))
+                runs.append(lambda quantization=quantization, batch=batch, streams=streams: static_batches(
+                    f"CTranslate2 {quantization} (static batch)",
+                    ctranslate2_peer(src, args.workdir, quantization, args.threads), batch, streams, args.new_tokens))
+    measured: list[list[dict]] = [[] for _ in runs]
+    for round_ in range(args.rounds):
+        print(f"-- round {round_ + 1} of {args.rounds}", file=sys.stderr, flush=True)
+        for i, run in enumerate(runs):
+            measured[i].append(run())
+            print(measured[i][-1], file=sys.stderr, flush=True)
+    # each row: its round with the median tokens/s (the machine is shared: rounds see different loads)
+    rows = [sorted(m, key=lambda r: r["tokens_per_s"])[(len(m) - 1) // 2] for m in measured]
     if "ort-genai" in peers:
         notes.append("onnxruntime-genai 0.18.0 installs; its model builder was not run here (see the report)")
     if "ov-genai" in peers:
         notes.append("openvino-genai 2026.4.1 installs, but its LLMPipeline needs a stateful OpenVINO IR made by "
                      "optimum-intel's exporter, which is not installed here: no row")
     print(f"\nGPT-2-small (124 M, random weights), {args.prompt_tokens}-token prompts, {args.new_tokens} new tokens, "
-          f"greedy, {args.threads} threads\n")
+          f"greedy, {args.threads} threads, median of {args.rounds} rotating round(s)\n")
     print("| streams | server | output tokens/s | ÷ transformers | TTFT p50 ms | TTFT p99 ms | ITL p50 ms | ITL p99 ms |")
     print("|---:|---|---:|---:|---:|---:|---:|---:|")
     for r in rows:
