@@ -3,7 +3,13 @@
 `import bushu` stays light: torch, onnxruntime and the server are imported where used.
 """
 
+import os
 from importlib.metadata import PackageNotFoundError, version
+
+# ONNX Runtime 1.32 sends usage telemetry (a DNS lookup, then HTTPS to
+# mobile.events.data.microsoft.com) from any process that runs a session, Linux included;
+# a deployment tool must not phone home. Set before any `import onnxruntime`, which reads it.
+os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
 
 try:
     __version__ = version("bushu")
