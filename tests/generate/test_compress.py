@@ -170,3 +170,28 @@ def test_the_onnx_step_rewritten_for_matmulnbits_gives_the_pytorch_step_logits(g
     reference = core.model.decode(ids, lengths, cache)
     assert torch.allclose(ours, reference, rtol=1e-4, atol=1e-4)
     assert torch.allclose(keys, cache.k[:, :3], atol=1e-5)  # the ONNX step wrote the keys the PyTorch step did
+
+
+STEP_AND_NNCF = """
+import time
+import numpy as np
+import bushu  # first, as every bushu entry point
+import openvino as ov  # its import alone reports usage otherwise
+from openvino import opset13 as ops
+x = ops.parameter([1, 64], np.float32)
+model = ov.Model([ops.matmul(x, ops.constant(np.ones((64, 64), np.float32)), False, False)], [x])
+import nncf
+nncf.compress_weights(model, mode=nncf.CompressWeightsMode.INT8_ASYM)
+time.sleep(2)  # the reports go from a worker thread's child process
+"""
+
+
+def test_openvino_and_nncf_send_nothing_off_this_machine(tmp_path):
+    """Without bushu.offline this process looks up and posts to OpenVINO's telemetry address (seen)."""
+    import sys
+
+    from tests.fixtures.network import outside_addresses, strace_available
+
+    if not strace_available():
+        pytest.skip("strace is not installed (.ci/run installs it)")
+    assert outside_addresses([sys.executable, "-c", STEP_AND_NNCF], tmp_path / "strace.log") == []
