@@ -108,9 +108,11 @@ def test_greedy_agreement_counts_tokens_before_the_first_difference():
     (["--families", "openvino-int3"], "unknown generation variant families ['openvino-int3']"),
     (["--eval", "prompts.npz"], "a .txt file, one prompt a line"),
     (["--eval", "three.txt"], "3 prompts; at least 4"),
+    (["--eval", "single.txt"], "perplexity needs prompts of at least two tokens"),
 ])
 def test_bad_arguments_name_the_problem_and_write_nothing(gpt2_package, tmp_path, args, message):
     (tmp_path / "three.txt").write_text("a\nb\nc\n")
+    (tmp_path / "single.txt").write_text("a\nb\nc\nd\n")  # one token each
     (tmp_path / "prompts.npz").write_bytes(b"")
     args = [str(tmp_path / a) if a.endswith((".txt", ".npz")) else a for a in args]
     eval_args = [] if "--eval" in args else ["--eval", SENTENCES]

@@ -167,6 +167,8 @@ def perplexity(core: Any, texts: list[list[int]]) -> float:
     order = sorted(texts, key=len, reverse=True)  # the rows still running are always 0..n-1
     model, runner, cache = core.model, core.runner, core.runner.cache
     longest = len(order[0])
+    if longest < 2:
+        raise InvalidInput("perplexity needs prompts of at least two tokens; every evaluation prompt here has one")
     cache.reserve(len(order), longest + 1)
     nll, count = 0.0, 0
     logits = torch.stack([model.prefill(torch.tensor(ids[:1]), row, 0, cache)[-1] for row, ids in enumerate(order)])
