@@ -202,7 +202,7 @@ def agreement(reference: list[list[int]], got: list[list[int]]) -> float:
 def tokens_per_s(cores: dict[str, Any], prompts: list[list[int]], new_tokens: int, rounds: int) -> dict[str, float]:
     """Output tokens/s of each engine on the same concurrent prompts, rounds interleaved, median."""
     times: dict[str, list[float]] = {name: [] for name in cores}
-    for name, core in cores.items():  # warm-up: caches allocated, kernels chosen
+    for core in cores.values():  # warm-up: caches allocated, kernels chosen
         greedy(core, prompts[:2], 2)
     for _ in range(rounds):
         for name, core in cores.items():
@@ -289,7 +289,7 @@ def _optimize(source: Path, manifest: Manifest, out: Path, texts: list[str], bud
         speed = tokens_per_s(cores, batch, new_tokens, rounds)
         rows = [GenRow(baseline, "fp32", "the package's fp32 PyTorch variant", *reference, speed[baseline], True,
                        "baseline")]
-        for family, (variant, row) in built.items():
+        for family, (_, row) in built.items():
             if family in scores:
                 row.selection, row.confirmation = scores[family]
                 row.tokens_per_s = speed[family]
