@@ -11,6 +11,11 @@ from importlib.metadata import PackageNotFoundError, version
 # a deployment tool must not phone home. Set before any `import onnxruntime`, which reads it.
 os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
 
+# OpenVINO's and NNCF's telemetry (sent from `import openvino` on): dropped in-process, see bushu.offline.
+from bushu.offline import no_openvino_telemetry  # noqa: E402
+
+no_openvino_telemetry()
+
 try:
     __version__ = version("bushu")
 except PackageNotFoundError:  # running from a source tree that was not installed

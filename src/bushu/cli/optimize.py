@@ -17,7 +17,8 @@ from bushu.errors import BushuError, InvalidInput
 def optimize(
     package: Annotated[Path, typer.Argument(help="source package directory (never changed)")],
     output: Annotated[Path, typer.Option("-o", "--output", help="new package directory to write")],
-    eval_file: Annotated[Path, typer.Option("--eval", help=".npz of inputs (+ labels), or .txt of texts for a text package")],
+    eval_file: Annotated[Path, typer.Option("--eval", help=".npz of inputs (+ labels), or .txt of texts for a text package "
+                                                          "(of prompts, one a line, for a generation package)")],
     calibration: Annotated[Path | None, typer.Option(help="calibration data, disjoint from --eval (default: held out of it)")] = None,
     confirm: Annotated[Path | None, typer.Option(help="data the choice must also hold on, disjoint from the rest "
                                                      "(default: half of --eval after calibration)")] = None,
@@ -26,12 +27,14 @@ def optimize(
     train: Annotated[Path | None, typer.Option(help="labelled training .npz, for pruning's fine-tune")] = None,
     target: Annotated[str, typer.Option(help="cpu or cuda")] = "cpu",
     budget: Annotated[str, typer.Option(help="allowed loss: '1%' of the baseline's metric, or absolute '0.01'")] = "1%",
-    metric: Annotated[str | None, typer.Option(help="accuracy, macro_f1, top1_agreement, cosine or relative_error")] = None,
+    metric: Annotated[str | None, typer.Option(help="accuracy, macro_f1, top1_agreement, cosine or relative_error "
+                                                      "(a generator: perplexity or greedy_agreement)")] = None,
     preset: Annotated[str, typer.Option(help="quick, default or thorough")] = "default",
     families: Annotated[str | None, typer.Option(help="comma-separated variant families, instead of the preset's "
                                                       "(e.g. pytorch,pytorch-compile)")] = None,
     threads: Annotated[int | None, typer.Option(help="threads per session (default 2)")] = None,
-    batch: Annotated[int | None, typer.Option(help="serving batch size (default: bushu serve's max batch, 32)")] = None,
+    batch: Annotated[int | None, typer.Option(help="serving batch size (default: bushu serve's max batch, 32; "
+                                                   "a generator: concurrent streams, default 16)")] = None,
     max_minutes: Annotated[float | None, typer.Option(help="stop building new variants after this long")] = None,
     force: Force = False,
 ) -> None:
@@ -43,6 +46,9 @@ def optimize(
     if target not in ("cpu", "cuda"):
         raise InvalidInput(f"--target {target!r}: choose cpu or cuda")
     chosen = tuple(f.strip() for f in families.split(",") if f.strip()) if families is not None else None
+    if _is_generation(package):  # a generator's variants are scored and timed through its decode loop
+        _optimize_generator(package, output, eval_file, parse_budget(budget), metric, chosen, threads, batch, force)
+        return
     config = named_preset(preset, target=target, budget=parse_budget(budget), metric=metric, threads=threads,
                           serving_batch=batch, max_minutes=max_minutes, families=chosen)
     result = run_optimize(package, output, config, eval_file=eval_file, calibration_file=calibration,
@@ -56,6 +62,24 @@ def optimize(
         err.print(f"[yellow]warning:[/] {warning}", highlight=False)
     out.print(f"chose [bold]{result.choice}[/]: {result.why}\nwrote {output} (report.md, report.json, pareto.png)",
               highlight=False)
+
+
+def _is_generation(package: Path) -> bool:
+    from bushu.generate.package import is_generation
+    from bushu.package.store import read_manifest
+
+    return (package / "bushu.json").is_file() and is_generation(read_manifest(package))
+
+
+def _optimize_generator(package: Path, output: Path, eval_file: Path, budget, metric: str | None,
+                        families: tuple[str, ...] | None, threads: int | None, streams: int | None, force: bool) -> None:
+    from bushu.optimize.generation import optimize_generator, report
+
+    result = optimize_generator(package, output, eval_file=eval_file, budget=budget, metric=metric, families=families,
+                                threads=threads or 2, streams=streams or 16, force=force,
+                                log=lambda m: err.print(f"[dim]{m}[/]", highlight=False))
+    out.print(report(result), markup=False, highlight=False, soft_wrap=True)
+    out.print(f"wrote {output} (report.md)", highlight=False)
 
 
 @app.command()

@@ -94,8 +94,8 @@ def pack_hf_generator(
             metrics=metrics or {},
         )
         # Every variant is verified on the packed files: PyTorch's decode step (the default), and with
-        # `openvino` (decoder-only) OpenVINO's — off by default: ov.convert_model starts OpenVINO's
-        # telemetry, which tries to reach the internet, and it was not faster served here.
+        # `openvino` (decoder-only) OpenVINO's — off by default: `bushu optimize` builds it (and the
+        # compressed steps) and keeps it where it is faster; its telemetry is kept off (bushu.offline).
         kinds = {VARIANT: "pytorch"} | ({OPENVINO_VARIANT: "openvino"} if kind == "gpt2" and openvino else {})
         variants, memo = {}, {}
         for key, decode in kinds.items():

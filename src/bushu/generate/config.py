@@ -137,8 +137,12 @@ class EngineSettings:
     static_cache: bool = False
     #: ... each captured once as a CUDA graph and replayed (the GPU path; implies static_cache).
     cuda_graphs: bool = False
-    #: What runs the decode step: "pytorch", or "openvino" (decoder-only models, CPU).
+    #: What runs the decode step: "pytorch", or "openvino" / "onnxruntime" (decoder-only models, CPU).
     decode: str = "pytorch"
+    #: The decode step's saved graph (a weight-compressed variant's OpenVINO IR or ONNX file).
+    step_file: str | None = None
+    #: What an OpenVINO decode step computes in: "f32", or "bf16" (its inference precision).
+    step_activations: str = "f32"
 
     def __post_init__(self) -> None:
         for name in ("max_tokens_in_flight", "max_sequences", "max_waiting", "prefill_chunk"):

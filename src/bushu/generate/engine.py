@@ -35,7 +35,8 @@ class EngineCore:
         self.observer = observer or GenerationObserver()
         self.scheduler = Scheduler(settings, encoder_decoder=model.is_encoder_decoder)
         self.runner = Runner(model, cache, static=settings.static_cache, graphs=settings.cuda_graphs,
-                             decode=settings.decode, threads=settings.threads)
+                             decode=settings.decode, threads=settings.threads, step_file=settings.step_file,
+                             activations=settings.step_activations)
         self.eos = set(config.eos_token_ids)
 
     def check(self, prompt: list[int], params: SamplingParams) -> None:

@@ -49,8 +49,17 @@ def open_core(root: Path, manifest: Manifest, settings: EngineSettings | None = 
     name = variant or manifest.default_variant
     if name not in manifest.variants:
         raise InvalidInput(f"variant {name!r} not in package {manifest.name}; it has {sorted(manifest.variants)}")
-    decode = manifest.variants[name].options.get("decode", "pytorch") if settings.device == "cpu" else "pytorch"
-    settings = dataclasses.replace(settings, decode=decode)
+    chosen = manifest.variants[name]
+    decode = chosen.options.get("decode", "pytorch") if settings.device == "cpu" else "pytorch"
+    step = chosen.options.get("step") if decode in ("openvino", "onnxruntime") else None
+    if step is not None and step not in manifest.files:
+        raise PackageError(f"{root}: variant {name!r} runs {step}, which the manifest does not list")
+    # A weight-compressed variant (int8/int4) runs its decode step on OpenVINO or ONNX Runtime; the rest of the
+    # model (prefill) stays at the settings' precision. A bf16 variant runs all of it in bf16.
+    precision = chosen.precision if decode == "pytorch" and chosen.precision in ("bf16", "fp16") else settings.precision
+    settings = dataclasses.replace(settings, decode=decode, precision=precision,
+                                   step_file=str(root / step) if step else None,
+                                   step_activations=chosen.options.get("activations", "f32"))
     config = GenerationConfig.model_validate_json((root / CONFIG_FILE).read_bytes())
     device = settings.device
     if device == "cuda" and not torch.cuda.is_available():

@@ -12,14 +12,18 @@ from bushu.generate.sequence import Sequence
 
 class Runner:
     def __init__(self, model, cache, *, static: bool = False, graphs: bool = False, decode: str = "pytorch",
-                 threads: int = 0, buckets: tuple[int, ...] = (1, 2, 4, 8, 16, 32, 64)) -> None:
+                 threads: int = 0, step_file: str | None = None, activations: str = "f32", buckets: tuple[int, ...] = (1, 2, 4, 8, 16, 32, 64)) -> None:
         self.model = model
         self.cache = cache
         self.decode = model.decode
         if decode == "openvino":
             from bushu.generate.openvino_decode import OpenVinoDecode
 
-            self.decode = OpenVinoDecode(model, cache, threads)
+            self.decode = OpenVinoDecode(model, cache, threads, step_file, activations)
+        elif decode == "onnxruntime":
+            from bushu.generate.ort_decode import OrtDecode
+
+            self.decode = OrtDecode(model, cache, threads, step_file)
         elif static or graphs:
             from bushu.generate.static_decode import StaticDecode
 
