@@ -4,10 +4,10 @@ here in minutes, reading and writing bytes.
 Why Marian and bytes: most held-out names are written in German as in English, and most of the
 rest keep a name and translate a word around it, so the model must learn to copy what it has
 never seen. Marian's absolute (sinusoidal) positions let cross-attention find "the source
-position I am at" directly — T5's cross-attention has no position at all, and a small T5 here
-had learned no copying after two epochs (chrF 11) — and a byte vocabulary (256 bytes, no merges)
-makes every character a token seen thousands of times, where a 2,000-piece BPE left most pieces
-too rare to learn to copy.
+position I am at" directly — T5's cross-attention has no position at all: a small T5 over bytes
+here reached chrF 11 after two epochs, this Marian 69 after one — and a byte vocabulary (256 bytes,
+no merges) makes every character a token seen thousands of times (the earlier T5 over a
+2,000-piece BPE reached chrF 23 in 12 epochs, most pieces too rare to learn to copy).
 """
 
 from __future__ import annotations
