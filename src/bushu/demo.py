@@ -87,9 +87,10 @@ def run_demo(workdir: Path, console: Console) -> list[list[str]]:
         trained_recsys = recsys.train(progress=advance)
     recsys_manifest = recsys.package(trained_recsys, workdir / "recsys", force=True)
 
-    # The writing apps as `bushu train lm|translate` train them (the same seeds, the same numbers).
-    with epoch_bar("language model: a small GPT-2 over bytes", 1) as advance:
-        trained_lm = lm.train(epochs=1, progress=advance)
+    # The writing apps as `bushu train lm --limit 12000` and `bushu train translate` train them
+    # (the same seeds, the same numbers).
+    with epoch_bar("language model: a small GPT-2 over bytes, 12k texts", 1) as advance:
+        trained_lm = lm.train(epochs=1, limit=12_000, progress=advance)
     lm_manifest = lm.package(trained_lm, workdir / "lm", force=True, verify_prompts=8)
     with epoch_bar("translation: a small Marian on English → German names", 5) as advance:
         trained_tr = translate.train(epochs=5, progress=advance)

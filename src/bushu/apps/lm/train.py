@@ -35,7 +35,7 @@ class TrainedLM:
     kneser_ney: float
     unigram: float
     test_tokens: int
-    test_bytes: int  # UTF-8 bytes of the scored held-out text, one more for each text's end
+    test_bytes: int  # UTF-8 bytes of the scored held-out text (as decoded), one more for each text's end
     train_seconds: float
     baseline_seconds: float
 
