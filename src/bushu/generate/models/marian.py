@@ -44,7 +44,10 @@ class Model:
         self.scale = math.sqrt(self.width) if config.get("scale_embedding") else 1.0
         self.max_positions = int(config["max_position_embeddings"])
         prefix = "model." if "model.shared.weight" in state or "model.encoder.embed_tokens.weight" in state else ""
-        w = lambda name: state[prefix + name]  # noqa: E731
+
+        def w(name: str) -> torch.Tensor:
+            return state[prefix + name]
+
         self.enc_embed = state.get(prefix + "encoder.embed_tokens.weight", state.get(prefix + "shared.weight"))
         self.dec_embed = state.get(prefix + "decoder.embed_tokens.weight", state.get(prefix + "shared.weight"))
         self.lm_head = state.get("lm_head.weight", self.dec_embed)
