@@ -135,7 +135,7 @@ def train_lm(
 @cleans_up_on_sigterm
 def train_translate(
     output: Output,
-    epochs: Annotated[int, typer.Option(min=1, help="training epochs")] = 5,
+    epochs: Annotated[int, typer.Option(min=1, help="training epochs")] = 8,
     limit: Annotated[int | None, typer.Option(min=50, help="train on only this many pairs (quick runs)")] = None,
     test_limit: Annotated[int | None, typer.Option(min=5, help="score on only this many held-out pairs")] = None,
     verify_prompts: Annotated[int, typer.Option(min=1, help="greedy prompts checked against generate()")] = 50,

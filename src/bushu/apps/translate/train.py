@@ -49,7 +49,7 @@ def score(outputs: list[str], references: list[str]) -> Scores:
     return Scores(sacrebleu.corpus_chrf(outputs, [references]).score, sacrebleu.corpus_bleu(outputs, [references]).score)
 
 
-def train(epochs: int = 5, seed: int = 0, limit: int | None = None, test_limit: int | None = None,
+def train(epochs: int = 8, seed: int = 0, limit: int | None = None, test_limit: int | None = None,
           batch_size: int = 16, sizes: dict[str, int] | None = None, progress: Progress | None = None,
           language: str = "de") -> TrainedTranslator:
     """Train on the training names (the first `limit`, for quick runs); score on the held-out
