@@ -80,6 +80,17 @@ def test_the_package_records_all_three_perplexities(trained, lm_package):
     assert manifest.variants[manifest.default_variant].metrics["greedy_prompts_equal"] == 4
 
 
+def test_the_tokens_are_bytes_so_bits_per_byte_is_log2_of_the_perplexity(trained, lm_package):
+    assert trained.tokenizer.get_vocab_size() == 257
+    text = "Grüße @user 👍"
+    assert len(trained.tokenizer.encode(text, add_special_tokens=False).ids) == len(text.encode())
+    # every held-out byte is one token, and each text's end one more
+    assert trained.test_bytes == trained.test_tokens
+    metrics = read_manifest(lm_package).metrics
+    assert metrics["test_bits_per_byte"] == pytest.approx(math.log2(trained.perplexity))
+    assert metrics["baseline_kneser_ney_trigram_bits_per_byte"] == pytest.approx(math.log2(trained.kneser_ney))
+
+
 def _greedy(trained, prompt: str, new_tokens: int) -> str:
     import torch
 

@@ -23,7 +23,7 @@ def test_a_user_brought_bart_checkpoint_is_refused_naming_what_is_supported(tmp_
                         decoder_attention_heads=2, encoder_ffn_dim=32, decoder_ffn_dim=32, max_position_embeddings=64)
     BartForConditionalGeneration(config).save_pretrained(str(tmp_path / "bart"))
     (tmp_path / "bart" / "tokenizer.json").write_text("{}")
-    with pytest.raises(InvalidInput, match=r"'bart'.*supported: gpt2, t5"):
+    with pytest.raises(InvalidInput, match=r"'bart'.*supported: gpt2, marian, t5"):
         pack_hf_generator(tmp_path / "bart", tmp_path / "out", name="summariser")
     assert not (tmp_path / "out").exists()
 

@@ -51,9 +51,19 @@ def test_the_dictionary_maps_words_seen_in_training_and_copies_the_rest():
     assert copy(["a b"]) == ["a b"]
 
 
+def test_the_tokens_are_bytes_so_any_name_encodes_and_decodes_unchanged():
+    from bushu.apps.translate.model import build_tokenizer
+
+    tokenizer = build_tokenizer()
+    for name in ("Swiss Franc", "Holguín", "Côte d'Ivoire", "北京市", "Ṣaḥrāʼ"):
+        ids = tokenizer.encode(name).ids
+        assert len(ids) == len(name.encode()) + 1 and ids[-1] == 1  # each byte, then </s>
+        assert tokenizer.decode(ids, skip_special_tokens=True) == name
+
+
 def test_the_package_records_chrf_and_bleu_beside_both_baselines(trained, package):
     manifest = read_manifest(package)
-    assert manifest.task == "text2text-generation"
+    assert manifest.task == "text2text-generation" and manifest.provenance.exporter.endswith(".marian")
     for key in ("test_chrf", "test_bleu", "baseline_copy_chrf", "baseline_dictionary_chrf"):
         assert 0 <= manifest.metrics[key] <= 100
     assert manifest.metrics["test_chrf"] == pytest.approx(trained.model_scores.chrf)

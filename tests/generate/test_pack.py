@@ -9,7 +9,7 @@ from bushu.cli import app
 from bushu.errors import ExportError
 from bushu.export.hf_generate import pack_hf_generator
 from bushu.package import verify_package
-from fixtures.generators import PACK_PROMPTS
+from fixtures.generators import PACK_PROMPTS, tiny_marian
 
 
 def test_a_gpt2_directory_is_packed_for_generation_with_its_cache_explicit(gpt2_package):
@@ -37,6 +37,15 @@ def test_a_t5_directory_is_packed_as_an_encoder_decoder(t5_package):
     assert manifest.variants[manifest.default_variant].max_rel_error["logits"] < 1e-4
 
 
+def test_a_marian_directory_is_packed_and_its_greedy_tokens_equal_generate(tmp_path):
+    """OPUS-MT's architecture: post-norm, scaled embeddings, sinusoidal positions, a logits bias."""
+    manifest = pack_hf_generator(tiny_marian(tmp_path / "src"), tmp_path / "marian", name="tiny-marian",
+                                 prompts=PACK_PROMPTS, defaults={"context": 64})
+    assert manifest.task == "text2text-generation" and manifest.provenance.exporter.endswith(".marian")
+    variant = manifest.variants[manifest.default_variant]
+    assert variant.max_rel_error["logits"] < 1e-4 and variant.metrics["greedy_prompts_equal"] == PACK_PROMPTS
+
+
 def test_an_export_that_misses_the_tolerance_is_refused_naming_step_and_error(gpt2_dir, tmp_path):
     out = tmp_path / "refused"
     with pytest.raises(ExportError, match=r"logits at step 0 of prompt 0 .* relative error of [0-9.e-]+ \(tolerance 1e-12\)"):
@@ -57,7 +66,7 @@ def test_an_unsupported_language_model_is_refused_naming_what_is_supported(tmp_p
                                                          intermediate_size=64, architectures=["LlamaForCausalLM"]))
     result = CliRunner().invoke(app, ["pack", source, "-o", str(tmp_path / "out")])
     assert result.exit_code == 1
-    assert "model_type 'llama' (LlamaForCausalLM) cannot be generated with; supported: gpt2, t5" in result.output
+    assert "model_type 'llama' (LlamaForCausalLM) cannot be generated with; supported: gpt2, marian, t5" in result.output
     assert not (tmp_path / "out").exists()
 
 

@@ -104,7 +104,7 @@ def train_face(output: Output, force: Force = False) -> None:
 @cleans_up_on_sigterm
 def train_lm(
     output: Output,
-    epochs: Annotated[int, typer.Option(min=1, help="training epochs")] = 2,
+    epochs: Annotated[int, typer.Option(min=1, help="training epochs")] = 1,
     limit: Annotated[int | None, typer.Option(min=50, help="train on only this many texts (quick runs)")] = None,
     test_limit: Annotated[int | None, typer.Option(min=10, help="score on only this many held-out texts")] = None,
     verify_prompts: Annotated[int, typer.Option(min=1, help="greedy prompts checked against generate()")] = 50,
@@ -117,12 +117,14 @@ def train_lm(
 
     with epoch_bar("training the GPT-2 language model", epochs) as advance:
         trained = lm.train(epochs=epochs, seed=seed, limit=limit, test_limit=test_limit, progress=advance)
-    table = Table("model", "perplexity per token", "training",
-                  title=f"held-out texts ({len(trained.split.test_texts)} texts, {trained.test_tokens} tokens)")
-    table.add_row(f"GPT-2, {trained.parameters / 1e6:.1f} M parameters (packaged)", f"{trained.perplexity:.2f}",
-                  f"{trained.train_seconds:.1f} s")
-    table.add_row("Kneser–Ney trigrams", f"{trained.kneser_ney:.2f}", f"{trained.baseline_seconds:.1f} s (both)")
-    table.add_row("unigrams (add-one)", f"{trained.unigram:.2f}", "")
+    table = Table("model", "perplexity per token", "bits per byte", "training",
+                  title=f"held-out texts ({len(trained.split.test_texts)} texts, {trained.test_tokens} tokens, "
+                        f"{trained.test_bytes} bytes)")
+    for label, ppl, seconds in ((f"GPT-2, {trained.parameters / 1e6:.1f} M parameters (packaged)", trained.perplexity,
+                                 f"{trained.train_seconds:.1f} s"),
+                                ("Kneser–Ney trigrams", trained.kneser_ney, f"{trained.baseline_seconds:.1f} s (both)"),
+                                ("unigrams (add-one)", trained.unigram, "")):
+        table.add_row(label, f"{ppl:.2f}", f"{trained.bits_per_byte(ppl):.3f}", seconds)
     out.print(table)
     manifest = lm.package(trained, output, force=force, verify_prompts=verify_prompts)
     out.print(f"packed [bold]{manifest.name}[/] → {output}")
@@ -133,27 +135,27 @@ def train_lm(
 @cleans_up_on_sigterm
 def train_translate(
     output: Output,
-    epochs: Annotated[int, typer.Option(min=1, help="training epochs")] = 12,
+    epochs: Annotated[int, typer.Option(min=1, help="training epochs")] = 8,
     limit: Annotated[int | None, typer.Option(min=50, help="train on only this many pairs (quick runs)")] = None,
     test_limit: Annotated[int | None, typer.Option(min=5, help="score on only this many held-out pairs")] = None,
     verify_prompts: Annotated[int, typer.Option(min=1, help="greedy prompts checked against generate()")] = 50,
     seed: Seed = 0,
     force: Force = False,
 ) -> None:
-    """Train a small T5 on pycountry's English → German names; chrF/BLEU beside copy and dictionary baselines."""
+    """Train a small Marian on pycountry's English → German names; chrF/BLEU beside copy and dictionary baselines."""
     from bushu.apps import translate
     from bushu.progress import epoch_bar
 
-    with epoch_bar("training the T5 name translator", epochs) as advance:
+    with epoch_bar("training the Marian name translator", epochs) as advance:
         trained = translate.train(epochs=epochs, seed=seed, limit=limit, test_limit=test_limit, progress=advance)
     table = Table("translator", "chrF", "BLEU", title=f"held-out English → German names ({len(trained.split.test)} pairs)")
-    table.add_row(f"T5, {trained.parameters / 1e6:.1f} M parameters (packaged, {trained.train_seconds:.0f} s training)",
+    table.add_row(f"Marian, {trained.parameters / 1e6:.1f} M parameters (packaged, {trained.train_seconds:.0f} s training)",
                   f"{trained.model_scores.chrf:.2f}", f"{trained.model_scores.bleu:.2f}")
     table.add_row("copy the source", f"{trained.copy_scores.chrf:.2f}", f"{trained.copy_scores.bleu:.2f}")
     table.add_row("word-by-word dictionary (training pairs)", f"{trained.dictionary_scores.chrf:.2f}",
                   f"{trained.dictionary_scores.bleu:.2f}")
     out.print(table)
-    examples = Table("source", "reference", "T5 output", title="five held-out names")
+    examples = Table("source", "reference", "Marian output", title="five held-out names")
     for (source, reference), output_text in list(zip(trained.split.test, trained.outputs))[:5]:
         examples.add_row(source, reference, output_text)
     out.print(examples)

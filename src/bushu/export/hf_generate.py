@@ -70,7 +70,7 @@ def pack_hf_generator(
         import transformers
     except ImportError:
         raise InvalidInput("packing a generator needs transformers: pip install 'bushu[generate]'") from None
-    auto = transformers.AutoModelForSeq2SeqLM if kind == "t5" else transformers.AutoModelForCausalLM
+    auto = transformers.AutoModelForSeq2SeqLM if task == "text2text-generation" else transformers.AutoModelForCausalLM
     source = auto.from_pretrained(str(root), local_files_only=True, attn_implementation="eager").eval()
     generation = _generation_config(source, config, defaults or {})
     with staged_package(out, force=force) as staging:
@@ -122,7 +122,7 @@ def _generation_config(source: Any, config: dict[str, Any], given: dict[str, Any
     eos = source.generation_config.eos_token_id
     eos = [] if eos is None else [eos] if isinstance(eos, int) else list(eos)
     if source.config.is_encoder_decoder:
-        context = int(given.pop("context", config.get("n_positions") or 512))
+        context = int(given.pop("context", config.get("n_positions") or config.get("max_position_embeddings") or 512))
         values = dict(context=context, max_source_tokens=context, add_special_tokens=True,
                       decoder_start_token_id=int(source.config.decoder_start_token_id))
     else:

@@ -22,7 +22,7 @@ from bushu.apps.lm.ngram import KneserNeyTrigram, Unigram, perplexity
 from bushu.package.manifest import Manifest
 
 Progress = Callable[[int, int, float], None]
-VOCAB_SIZE = 2048
+VOCAB_SIZE = 257  # bytes and the end marker (see `data`)
 LEARNING_RATE = 3e-3
 
 
@@ -35,6 +35,7 @@ class TrainedLM:
     kneser_ney: float
     unigram: float
     test_tokens: int
+    test_bytes: int  # UTF-8 bytes of the scored held-out text (as decoded), one more for each text's end
     train_seconds: float
     baseline_seconds: float
 
@@ -42,14 +43,18 @@ class TrainedLM:
     def parameters(self) -> int:
         return sum(p.numel() for p in self.model.parameters())
 
+    def bits_per_byte(self, perplexity: float) -> float:
+        """A perplexity per token as bits per byte of text: comparable across tokenizations."""
+        return self.test_tokens * math.log2(perplexity) / self.test_bytes
+
 
 def _sequences(ids: list[list[int]]) -> list[list[int]]:
     """`<|endoftext|> text <|endoftext|>`, cut to the context."""
     return [[END_ID, *row][: CONTEXT - 1] + [END_ID] for row in ids]
 
 
-def train(epochs: int = 3, seed: int = 0, limit: int | None = None, test_limit: int | None = None,
-          batch_size: int = 64, sizes: dict[str, int] | None = None, progress: Progress | None = None) -> TrainedLM:
+def train(epochs: int = 1, seed: int = 0, limit: int | None = None, test_limit: int | None = None,
+          batch_size: int = 16, sizes: dict[str, int] | None = None, progress: Progress | None = None) -> TrainedLM:
     """Train on the split's training texts (the first `limit`, for quick runs); score on the
     held-out texts (the first `test_limit`)."""
     import torch
@@ -64,8 +69,9 @@ def train(epochs: int = 3, seed: int = 0, limit: int | None = None, test_limit: 
     model = gpt2(vocab, **(sizes or SIZES))
     optimizer = torch.optim.AdamW(model.parameters(), lr=LEARNING_RATE, weight_decay=0.01)
     batches_per_epoch = -(-len(train_rows) // batch_size)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=LEARNING_RATE, pct_start=0.1,
-                                                   total_steps=epochs * batches_per_epoch)
+    steps = epochs * batches_per_epoch
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=LEARNING_RATE, total_steps=steps,
+                                                   pct_start=max(0.1, 2 / steps))  # a warm-up of 2+ steps
     generator = torch.Generator().manual_seed(seed)
     start = time.perf_counter()
     for epoch in range(epochs):
@@ -87,10 +93,12 @@ def train(epochs: int = 3, seed: int = 0, limit: int | None = None, test_limit: 
     model.eval()
     ppl, tokens = held_out_perplexity(model, test_rows)
     start = time.perf_counter()
+    scored = [r[: CONTEXT - 2] for r in test_ids]
     train_ids = encode(tokenizer, split.train_texts)
-    kn = perplexity(KneserNeyTrigram(train_ids, vocab_size=vocab), [r[: CONTEXT - 2] for r in test_ids])
-    uni = perplexity(Unigram(train_ids, vocab, END_ID), [r[: CONTEXT - 2] for r in test_ids])
-    return TrainedLM(model, tokenizer, split, ppl, kn, uni, tokens, seconds, time.perf_counter() - start)
+    kn = perplexity(KneserNeyTrigram(train_ids, vocab_size=vocab), scored)
+    uni = perplexity(Unigram(train_ids, vocab, END_ID), scored)
+    test_bytes = sum(len(tokenizer.decode(r).encode()) + 1 for r in scored)
+    return TrainedLM(model, tokenizer, split, ppl, kn, uni, tokens, test_bytes, seconds, time.perf_counter() - start)
 
 
 def held_out_perplexity(model: Any, rows: list[list[int]], batch_size: int = 128) -> tuple[float, int]:
@@ -144,9 +152,12 @@ def package(trained: TrainedLM, out: str | Path, *, force: bool = False, verify_
         save_checkpoint(trained, Path(tmp))
         return pack_hf_generator(
             tmp, out, name="empythy-lm", force=force, prompts=verify_prompts,
-            defaults={"max_new_tokens": 32, "add_special_tokens": True},
+            defaults={"max_new_tokens": 64, "add_special_tokens": True},
             metrics={"test_perplexity": trained.perplexity, "baseline_kneser_ney_trigram_perplexity": trained.kneser_ney,
                      "baseline_unigram_perplexity": trained.unigram, "test_tokens": float(trained.test_tokens),
+                     "test_bits_per_byte": trained.bits_per_byte(trained.perplexity),
+                     "baseline_kneser_ney_trigram_bits_per_byte": trained.bits_per_byte(trained.kneser_ney),
+                     "test_bytes": float(trained.test_bytes),
                      "parameters": float(trained.parameters), "train_seconds": round(trained.train_seconds, 2),
                      "train_texts": float(len(trained.split.train_texts)),
                      "test_texts": float(len(trained.split.test_texts))})

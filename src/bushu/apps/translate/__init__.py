@@ -1,4 +1,4 @@
-"""A translator: a small T5 on pycountry's English → German names, beside copy and dictionary baselines."""
+"""A translator: a small Marian on pycountry's English → German names, beside copy and dictionary baselines."""
 
 from bushu.apps.translate.train import TrainedTranslator, package, train
 

@@ -1,4 +1,4 @@
-"""Train the small T5 on pycountry's English → German names, score it and two baselines on
+"""Train the small Marian on pycountry's English → German names, score it and two baselines on
 held-out names with chrF and BLEU (`sacrebleu`), package it for the generation path."""
 
 from __future__ import annotations
@@ -12,13 +12,13 @@ from typing import Any
 
 from bushu.apps.translate.baselines import WordDictionary, copy
 from bushu.apps.translate.data import PairSplit, load_split
-from bushu.apps.translate.model import SIZES, build_tokenizer, t5
+from bushu.apps.translate.model import POSITIONS, SIZES, build_tokenizer, marian
 from bushu.package.manifest import Manifest
 
 Progress = Callable[[int, int, float], None]
-VOCAB_SIZE = 2000
-LEARNING_RATE = 3e-3
-MAX_NEW_TOKENS = 48
+LEARNING_RATE = 1.5e-3
+#: Bytes: the longest German name is 105; the start token takes the first of the 128 positions.
+MAX_NEW_TOKENS = POSITIONS - 1
 
 
 @dataclass
@@ -29,7 +29,7 @@ class Scores:
 
 @dataclass
 class TrainedTranslator:
-    model: Any  # transformers.T5ForConditionalGeneration, in eval mode
+    model: Any  # transformers.MarianMTModel, in eval mode
     tokenizer: Any
     split: PairSplit
     outputs: list[str]  # the model's greedy translation of each held-out source
@@ -49,8 +49,8 @@ def score(outputs: list[str], references: list[str]) -> Scores:
     return Scores(sacrebleu.corpus_chrf(outputs, [references]).score, sacrebleu.corpus_bleu(outputs, [references]).score)
 
 
-def train(epochs: int = 12, seed: int = 0, limit: int | None = None, test_limit: int | None = None,
-          batch_size: int = 64, sizes: dict[str, int] | None = None, progress: Progress | None = None,
+def train(epochs: int = 8, seed: int = 0, limit: int | None = None, test_limit: int | None = None,
+          batch_size: int = 16, sizes: dict[str, int] | None = None, progress: Progress | None = None,
           language: str = "de") -> TrainedTranslator:
     """Train on the training names (the first `limit`, for quick runs); score on the held-out
     names (the first `test_limit`)."""
@@ -59,14 +59,15 @@ def train(epochs: int = 12, seed: int = 0, limit: int | None = None, test_limit:
     torch.manual_seed(seed)
     split = load_split(language, seed=seed)
     split = PairSplit(split.train[:limit], split.test[:test_limit])
-    tokenizer = build_tokenizer([t for pair in split.train for t in pair], VOCAB_SIZE)
+    tokenizer = build_tokenizer()
     sources = [e.ids for e in tokenizer.encode_batch([s for s, _ in split.train])]
     targets = [e.ids for e in tokenizer.encode_batch([t for _, t in split.train])]
-    model = t5(tokenizer.get_vocab_size(), **(sizes or SIZES))
+    model = marian(tokenizer.get_vocab_size(), **(sizes or SIZES))
     optimizer = torch.optim.AdamW(model.parameters(), lr=LEARNING_RATE, weight_decay=0.01)
     batches = -(-len(sources) // batch_size)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=LEARNING_RATE, pct_start=0.1,
-                                                   total_steps=epochs * batches)
+    steps = epochs * batches
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=LEARNING_RATE, total_steps=steps,
+                                                   pct_start=max(0.1, 2 / steps))  # a warm-up of 2+ steps
     generator = torch.Generator().manual_seed(seed)
     start = time.perf_counter()
     for epoch in range(epochs):
@@ -133,7 +134,7 @@ def package(trained: TrainedTranslator, out: str | Path, *, force: bool = False,
         trained.tokenizer.save(str(Path(tmp) / "tokenizer.json"))
         return pack_hf_generator(
             tmp, out, name="names-en-de", force=force, prompts=verify_prompts,
-            defaults={"context": 64, "max_new_tokens": MAX_NEW_TOKENS},
+            defaults={"context": POSITIONS, "max_new_tokens": MAX_NEW_TOKENS},
             metrics={"test_chrf": trained.model_scores.chrf, "test_bleu": trained.model_scores.bleu,
                      "baseline_copy_chrf": trained.copy_scores.chrf, "baseline_copy_bleu": trained.copy_scores.bleu,
                      "baseline_dictionary_chrf": trained.dictionary_scores.chrf,

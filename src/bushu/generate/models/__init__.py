@@ -16,7 +16,8 @@ from typing import Any
 from bushu.errors import InvalidInput
 
 #: config.json `model_type` → (task, architecture module). Anything else is refused, by name.
-ARCHITECTURES = {"gpt2": ("text-generation", "gpt2"), "t5": ("text2text-generation", "t5")}
+ARCHITECTURES = {"gpt2": ("text-generation", "gpt2"), "t5": ("text2text-generation", "t5"),
+                 "marian": ("text2text-generation", "marian")}
 
 
 def architecture(config: dict[str, Any]) -> tuple[str, str]:
