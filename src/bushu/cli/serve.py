@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -42,6 +43,7 @@ def serve(
     max_tokens_in_flight: Annotated[int, typer.Option(min=1, help="generation: KV-cache tokens (prompt + new) "
                                                                   "reserved at most; beyond, requests wait")] = 32768,
     max_sequences: Annotated[int, typer.Option(min=1, help="generation: sequences decoded together at most")] = 64,
+    workers: Annotated[int, typer.Option(min=1, help="server processes sharing the port (each loads every model)")] = 1,
 ) -> None:
     """Serve packages over the Open Inference Protocol v2 (HTTP), with dynamic batching."""
     from bushu.package.encryption import load_key
@@ -72,9 +74,20 @@ def serve(
         out.print(f"bushu serving on {scheme}://{bound_host}:{bound_port}", highlight=False)
         sys.stdout.flush()
 
+    def worker_memory(processes: list) -> None:  # serve.workers.WorkerMemory, once all are ready
+        mib = 1024 * 1024
+        for p in processes:
+            out.print(f"worker {p.pid}: RSS {p.rss / mib:,.0f} MiB, PSS {p.pss / mib:,.0f} MiB", highlight=False)
+        out.print(f"{len(processes)} workers: PSS {sum(p.pss for p in processes) / mib:,.0f} MiB in all "
+                  f"(RSS sum {sum(p.rss for p in processes) / mib:,.0f} MiB counts shared pages once per worker)",
+                  highlight=False)
+        sys.stdout.flush()
+
     logs.configure(log_format, log_level, audit_log)
     run_server(paths, host=host, port=port, settings=settings, on_ready=announce,
-               ssl_certfile=ssl_certfile, ssl_keyfile=ssl_keyfile)
+               ssl_certfile=ssl_certfile, ssl_keyfile=ssl_keyfile, workers=workers,
+               worker_setup=functools.partial(logs.configure, log_format, log_level, audit_log),
+               on_workers=worker_memory)
 
 
 @app.command()

@@ -1,9 +1,18 @@
 """Prometheus metrics for the server, in a registry of its own (one per app, so tests can
-run several servers in one process)."""
+run several servers in one process).
+
+Under `bushu serve --workers N` every worker records into prometheus-client's multiprocess
+files (`PROMETHEUS_MULTIPROC_DIR`, set by the supervisor before a worker starts) and `/metrics`
+on any worker renders the sum over all of them, so a scrape that lands on one worker still
+sees the whole server. Gauges add up the live workers' values (`livesum`).
+"""
 
 from __future__ import annotations
 
+import os
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector
 
 from bushu.serve.batcher import BatchObserver
 from bushu.serve.generate_metrics import GenerationMetrics
@@ -29,7 +38,7 @@ class ServerMetrics:
         self.compute_seconds = histogram("bushu_compute_seconds", "Time one batch spent in the model")
         self.batch_size = histogram("bushu_batch_size", "Rows per batch run by the model", _BATCH_BUCKETS)
         self.queue_depth = Gauge("bushu_queue_depth", "Requests waiting in the batch queue", labels,
-                                 registry=self.registry)
+                                 registry=self.registry, multiprocess_mode="livesum")
         self.generation = GenerationMetrics(self.registry)
 
     def observer(self, model: str, version: str) -> BatchObserver:
@@ -60,4 +69,9 @@ class ServerMetrics:
             self.request_seconds.labels(model, version).observe(seconds)
 
     def render(self) -> bytes:
-        return generate_latest(self.registry)
+        shared = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+        if not shared:
+            return generate_latest(self.registry)
+        every_worker = CollectorRegistry()
+        MultiProcessCollector(every_worker, path=shared)
+        return generate_latest(every_worker)

@@ -17,11 +17,14 @@ import socket
 import ssl
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bushu.errors import BushuError
-from bushu.serve.app import create_app
+from bushu.serve.app import PlaneFactory, create_app, local_plane
 from bushu.serve.settings import ServeSettings
+
+if TYPE_CHECKING:
+    from bushu.serve.workers import WorkerMemory
 
 
 class StartupError(BushuError):
@@ -120,16 +123,48 @@ def serve(
     graceful_timeout: float = 30.0,
     ssl_certfile: Path | None = None,
     ssl_keyfile: Path | None = None,
+    workers: int = 1,
+    worker_setup: Callable[[], None] | None = None,
+    on_workers: Callable[[list[WorkerMemory]], None] | None = None,
+    dataplane: PlaneFactory | None = None,
 ) -> None:
-    """Serve until SIGTERM/SIGINT; raise `StartupError` (one line) if the server cannot start."""
-    import uvicorn
-
+    """Serve until SIGTERM/SIGINT; raise `StartupError` (one line) if the server cannot start.
+    `workers` > 1 runs that many processes on the one port (`serve.workers`); `worker_setup`
+    runs first in each (logging), and `on_workers` hears each one's memory once all are ready."""
     settings = settings or ServeSettings()
     check_tls(ssl_certfile, ssl_keyfile)
     check_repository(paths, settings)
     sock = bind(host, port)
+    try:
+        if workers > 1:
+            from bushu.serve.workers import supervise
+
+            supervise(paths, settings, sock, workers, on_ready=on_ready, on_workers=on_workers,
+                      setup=worker_setup, graceful_timeout=graceful_timeout,
+                      ssl_certfile=ssl_certfile, ssl_keyfile=ssl_keyfile)
+        else:
+            run(paths, settings, sock, on_ready=on_ready, graceful_timeout=graceful_timeout,
+                ssl_certfile=ssl_certfile, ssl_keyfile=ssl_keyfile, dataplane=dataplane or local_plane)
+    finally:
+        sock.close()
+
+
+def run(
+    paths: list[Path],
+    settings: ServeSettings,
+    sock: socket.socket,
+    *,
+    on_ready: Callable[[str, str, int], None] | None = None,
+    graceful_timeout: float = 30.0,
+    ssl_certfile: Path | None = None,
+    ssl_keyfile: Path | None = None,
+    dataplane: PlaneFactory = local_plane,
+) -> None:
+    """One uvicorn server on an already bound socket (one worker's whole life)."""
+    import uvicorn
+
     bound_host, bound_port = sock.getsockname()[:2]
-    watch = _StartupWatch(create_app(paths, settings))
+    watch = _StartupWatch(create_app(paths, settings, dataplane=dataplane))
     config = uvicorn.Config(
         watch,
         loop="uvloop",
@@ -161,5 +196,3 @@ def serve(
             raise StartupError(f"cannot start: {error}") from error
         raise StartupError(f"cannot start: loading the models failed with {type(error).__name__}: {error} "
                            "(`bushu --debug serve …` shows the traceback)") from error
-    finally:
-        sock.close()
