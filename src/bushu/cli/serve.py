@@ -44,6 +44,11 @@ def serve(
                                                                   "reserved at most; beyond, requests wait")] = 32768,
     max_sequences: Annotated[int, typer.Option(min=1, help="generation: sequences decoded together at most")] = 64,
     workers: Annotated[int, typer.Option(min=1, help="server processes sharing the port (each loads every model)")] = 1,
+    ray: Annotated[bool, typer.Option("--ray", help="run each model as a Ray Serve deployment (pip install 'bushu[ray]')")] = False,
+    address: Annotated[str | None, typer.Option(help="--ray: the cluster to join (e.g. auto, ray://head:10001); "
+                                                     "default: a local instance on 127.0.0.1")] = None,
+    replicas: Annotated[int | None, typer.Option(min=1, help="--ray: replicas per model (default 1)")] = None,
+    autoscale: Annotated[str | None, typer.Option(help="--ray: MIN,MAX replicas per model, scaled on queue depth")] = None,
 ) -> None:
     """Serve packages over the Open Inference Protocol v2 (HTTP), with dynamic batching."""
     from bushu.package.encryption import load_key
@@ -84,10 +89,42 @@ def serve(
         sys.stdout.flush()
 
     logs.configure(log_format, log_level, audit_log)
-    run_server(paths, host=host, port=port, settings=settings, on_ready=announce,
-               ssl_certfile=ssl_certfile, ssl_keyfile=ssl_keyfile, workers=workers,
-               worker_setup=functools.partial(logs.configure, log_format, log_level, audit_log),
-               on_workers=worker_memory)
+    dataplane, owned = None, False
+    if ray or address or replicas or autoscale:
+        dataplane, owned = _ray_front(ray, address, replicas, autoscale, workers)
+    try:
+        run_server(paths, host=host, port=port, settings=settings, on_ready=announce,
+                   ssl_certfile=ssl_certfile, ssl_keyfile=ssl_keyfile, workers=workers,
+                   worker_setup=functools.partial(logs.configure, log_format, log_level, audit_log),
+                   on_workers=worker_memory, dataplane=dataplane)
+    finally:
+        if owned:
+            from bushu.serve.rayserve import local
+
+            local.stop()
+
+
+def _ray_front(ray: bool, address: str | None, replicas: int | None, autoscale: str | None, workers: int):
+    """Check the --ray options, start or join Ray, and give the plane factory (serve.rayserve)."""
+    if not ray:
+        raise InvalidInput("--address, --replicas and --autoscale go with --ray")
+    if workers > 1:
+        raise InvalidInput("--workers and --ray do not go together: on Ray, scale with --replicas or --autoscale")
+    if replicas is not None and autoscale is not None:
+        raise InvalidInput("give --replicas N or --autoscale MIN,MAX, not both")
+    bounds = None
+    if autoscale is not None:
+        parts = autoscale.split(",")
+        if len(parts) != 2 or not all(p.strip().isdigit() for p in parts):
+            raise InvalidInput(f"--autoscale takes MIN,MAX (two whole numbers), not {autoscale!r}")
+        bounds = (int(parts[0]), int(parts[1]))
+    from bushu.serve.rayserve import local
+    from bushu.serve.rayserve.front import Scaling, ray_plane
+
+    scaling = Scaling(replicas=replicas or 1, autoscale=bounds)
+    owned = local.start(address)
+    local.start_serve()
+    return ray_plane(scaling), owned
 
 
 @app.command()

@@ -1,0 +1,66 @@
+"""Starting (or joining) Ray so that a local instance talks to nothing outside 127.0.0.0/8.
+
+What Ray reaches out to unless told not to (read in ray 2.60's source): the usage-stats
+reporter (it POSTs to usage-stats.ray.io and, to name the cloud, GETs 169.254.169.254 and
+metadata.google.internal) — off with RAY_USAGE_STATS_ENABLED=0; the dashboard and its agents'
+HTTP servers — not started (`include_dashboard=False`); the node address, which Ray finds by
+"connecting" a UDP socket to a public resolver — given as 127.0.0.1 instead; the TPU probe of
+GCE metadata runs only where /dev/accel* or a TPU VFIO group exists. Ray Serve's own HTTP
+proxy is not started: bushu's front serves HTTP. The test `test_ray_connects_only_to_loopback`
+runs all of it under `strace -f -e trace=connect` and checks every address.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from bushu.errors import BushuError
+
+SAFE_ENV = {
+    "RAY_USAGE_STATS_ENABLED": "0",
+    "RAY_USAGE_STATS_PROMPT_ENABLED": "0",
+    "RAY_DISABLE_DOCKER_CPU_WARNING": "1",
+    "RAY_AUTH_MODE": "disabled",  # no token file written to ~/.ray for a throwaway local instance
+}
+
+
+def import_ray() -> Any:
+    try:
+        import ray
+        from ray import serve  # noqa: F401
+    except ImportError:
+        raise BushuError("--ray needs Ray Serve: pip install 'bushu[ray]'") from None
+    return ray
+
+
+def start(address: str | None = None, num_cpus: int | None = None) -> bool:
+    """Join the cluster at `address`, or start a local instance bound to 127.0.0.1; return
+    True if this process started it (and so shuts it down at exit)."""
+    for key, value in SAFE_ENV.items():
+        os.environ.setdefault(key, value)
+    ray = import_ray()
+    if ray.is_initialized():
+        return False
+    options: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, "configure_logging": False}
+    if address:
+        ray.init(address=address, **options)
+        return False
+    ray.init(num_cpus=num_cpus, _node_ip_address="127.0.0.1", **options)
+    return True
+
+
+def start_serve() -> None:
+    """Serve's controller, without its HTTP proxy (bushu's front is the HTTP server)."""
+    from ray import serve
+
+    serve.start(proxy_location="Disabled")
+
+
+def stop() -> None:
+    """Shut down what `start` started (Serve's applications, then the local instance)."""
+    import ray
+    from ray import serve
+
+    serve.shutdown()
+    ray.shutdown()
