@@ -88,7 +88,8 @@ def main() -> None:
                         help="load-generator client (raw: httptools on asyncio, ~35 µs/request; aiohttp: ~280 µs)")
     parser.add_argument("--threads", type=int, default=1, help="ONNX Runtime intra-op threads in every server")
     parser.add_argument("--only", nargs="*",
-                        help="run only these servers (bushu bushu-no-access-log bushu-starlette litserve fastapi ceiling)")
+                        help="run only these servers (bushu bushu-no-access-log bushu-workers-2 bushu-ray-2 bushu-starlette "
+                             "litserve fastapi ceiling)")
     parser.add_argument("--plot", type=Path, default=Path("out/bench/serve_vs_peers.png"))
     parser.add_argument("--nice", type=int, default=0,
                         help="lower this script's niceness (and so every server's and client's) by N; on a machine "
@@ -115,6 +116,15 @@ def main() -> None:
                                             "--threads", str(args.threads), "--log-level", "warning",
                                             env={"OMP_NUM_THREADS": str(args.threads)}),
                                 "/v2/models/{name}/infer", v2, v2_headers),
+        "bushu-workers-2": (bushu_serve([package], "--max-batch-size", "32", "--max-queue-delay-ms", "5",
+                                        "--threads", str(args.threads), "--workers", "2",
+                                        env={"OMP_NUM_THREADS": str(args.threads)}),
+                            "/v2/models/{name}/infer", v2, v2_headers),
+        # each replica its own batcher; the front batches too and sends one Ray call per batch
+        "bushu-ray-2": (bushu_serve([package], "--max-batch-size", "32", "--max-queue-delay-ms", "5",
+                                    "--threads", str(args.threads), "--ray", "--replicas", "2",
+                                    env={"OMP_NUM_THREADS": str(args.threads)}),
+                        "/v2/models/{name}/infer", v2, v2_headers),
         "bushu-starlette": (peer("bushu_starlette.py", package, args.threads, "/v2/health/ready", "bushu (Starlette infer)"),
                             "/v2/models/{name}/infer", v2, v2_headers),
         "litserve": (peer("litserve_server.py", package, args.threads, "/health", "LitServe"),
@@ -164,6 +174,11 @@ def main() -> None:
                    f"({'met' if rps_ok else 'MISSED'}); bushu p99 ≤ ⅓ LitServe's: "
                    f"{b['p99_ms'] / l['p99_ms']:.2f}× ({'met' if p99_ok else 'MISSED'})")
         console.print(verdict, highlight=False)
+    if "bushu" in names and "bushu-ray-2" in names:
+        ratio = names["bushu-ray-2"].summary()["req_per_s"] / names["bushu"].summary()["req_per_s"]
+        ray_verdict = f"goal: bushu on Ray Serve (2 replicas) ≥ 50% of bushu direct: {ratio:.0%} ({'met' if ratio >= 0.5 else 'MISSED'})"
+        console.print(ray_verdict, highlight=False)
+        verdict = f"{verdict}\n{ray_verdict}".strip()
     console.print(f"load average after {os.getloadavg()[0]:.2f}", highlight=False)
     record = args.plot.with_suffix(".md")
     record.parent.mkdir(parents=True, exist_ok=True)

@@ -134,3 +134,20 @@ def test_sigterm_drains_every_worker(slow_package):
     for pid in pids:
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--replicas", "2"], "--address, --replicas and --autoscale go with --ray"),
+    (["--ray", "--workers", "2"], "--workers and --ray do not go together"),
+    (["--ray", "--replicas", "2", "--autoscale", "1,2"], "not both"),
+    (["--ray", "--autoscale", "4"], "--autoscale takes MIN,MAX"),
+    (["--ray", "--autoscale", "3,1"], "0 ≤ MIN ≤ MAX"),
+])
+def test_scale_out_options_are_checked_before_anything_starts(tiny_package, args, message):
+    from typer.testing import CliRunner
+
+    from bushu.cli import app
+
+    result = CliRunner().invoke(app, ["serve", str(tiny_package), "--port", "0", *args])
+    assert result.exit_code != 0
+    assert message in result.output

@@ -4,7 +4,10 @@ What Ray reaches out to unless told not to (read in ray 2.60's source): the usag
 reporter (it POSTs to usage-stats.ray.io and, to name the cloud, GETs 169.254.169.254 and
 metadata.google.internal) — off with RAY_USAGE_STATS_ENABLED=0; the dashboard and its agents'
 HTTP servers — not started (`include_dashboard=False`); the node address, which Ray finds by
-"connecting" a UDP socket to a public resolver — given as 127.0.0.1 instead; the TPU probe of
+"connecting" a UDP socket to 8.8.8.8 and then binds its services to (this machine's outward
+address, not loopback) — for a local instance Ray's single-machine mode instead
+(RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0, which every Ray process started here inherits, makes
+the node address 127.0.0.1 without asking), and `_node_ip_address="127.0.0.1"`; the TPU probe of
 GCE metadata runs only where /dev/accel* or a TPU VFIO group exists. Ray Serve's own HTTP
 proxy is not started: bushu's front serves HTTP. The test `test_ray_connects_only_to_loopback`
 runs all of it under `strace -f -e trace=connect` and checks every address.
@@ -39,9 +42,15 @@ def start(address: str | None = None, num_cpus: int | None = None) -> bool:
     True if this process started it (and so shuts it down at exit)."""
     for key, value in SAFE_ENV.items():
         os.environ.setdefault(key, value)
+    if not address:
+        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     ray = import_ray()
     if ray.is_initialized():
         return False
+    if not address:  # read at import: set it too where ray was imported before this call
+        from ray._private import ray_constants
+
+        ray_constants.ENABLE_RAY_CLUSTER = os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] not in ("0", "false", "False")
     options: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, "configure_logging": False}
     if address:
         ray.init(address=address, **options)
