@@ -12,6 +12,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
@@ -114,16 +115,16 @@ def test_ray_connects_only_to_loopback(tiny_package, tmp_path):
     trace = tmp_path / "connect.trace"
     command = ["strace", "-f", "-qq", "-e", "trace=connect", "-o", str(trace), sys.executable, "-m", "bushu.cli",
                "serve", str(tiny_package), "--ray", "--replicas", "2", "--port", "0"]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                               env={**os.environ, "PYTHONUNBUFFERED": "1"}, start_new_session=True)
+    log = tmp_path / "serve.log"
+    with open(log, "w") as output:
+        process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT,
+                                   env={**os.environ, "PYTHONUNBUFFERED": "1"}, start_new_session=True)
     try:
-        url = None
-        for line in process.stdout:
-            if match := re.search(r"serving on (http://[\d.]+:\d+)", line):
-                url = match.group(1)
-                break
-        assert url, "the server did not start"
-        answer = httpx.post(f"{url}/v2/models/tiny/infer", json=requests_for(6, 1)[0], timeout=60)
+        deadline = time.monotonic() + 400
+        while not (match := re.search(r"serving on (http://[\d.]+:\d+)", log.read_text())):
+            assert process.poll() is None and time.monotonic() < deadline, log.read_text()[-2000:]
+            time.sleep(0.2)
+        answer = httpx.post(f"{match.group(1)}/v2/models/tiny/infer", json=requests_for(6, 1)[0], timeout=60)
         assert answer.status_code == 200
     finally:
         process.send_signal(signal.SIGTERM)

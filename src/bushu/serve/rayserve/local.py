@@ -8,7 +8,13 @@ HTTP servers — not started (`include_dashboard=False`); the node address, whic
 address, not loopback) — for a local instance Ray's single-machine mode instead
 (RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0, which every Ray process started here inherits, makes
 the node address 127.0.0.1 without asking), and `_node_ip_address="127.0.0.1"`; the TPU probe of
-GCE metadata runs only where /dev/accel* or a TPU VFIO group exists. Ray Serve's own HTTP
+GCE metadata runs only where /dev/accel* or a TPU VFIO group exists. And one that no setting
+turns off: with `include_dashboard=False` Ray still starts its dashboard process with the
+`UsageStatsHead` module alone, whose `run()` asks the cloud metadata addresses for the provider
+BEFORE it checks whether usage stats are enabled. Those probes go through `requests`, which
+honours proxy variables: every process Ray starts here (they are spawned during `ray.init` and
+inherit its environment) gets HTTP(S)_PROXY pointing at a closed loopback port, with NO_PROXY
+for loopback, so such a request fails at 127.0.0.1 without even a DNS query. Ray Serve's own HTTP
 proxy is not started: bushu's front serves HTTP. The test `test_ray_connects_only_to_loopback`
 runs all of it under `strace -f -e trace=connect` and checks every address.
 """
@@ -19,6 +25,11 @@ import os
 from typing import Any
 
 from bushu.errors import BushuError
+
+#: Only for the processes a local instance starts (restored in this one after `ray.init`).
+NO_EGRESS = {"HTTP_PROXY": "http://127.0.0.1:9", "HTTPS_PROXY": "http://127.0.0.1:9",
+             "NO_PROXY": "127.0.0.1,localhost,::1"}
+NO_EGRESS |= {k.lower(): v for k, v in NO_EGRESS.items()}
 
 SAFE_ENV = {
     "RAY_USAGE_STATS_ENABLED": "0",
@@ -55,7 +66,16 @@ def start(address: str | None = None, num_cpus: int | None = None) -> bool:
     if address:
         ray.init(address=address, **options)
         return False
-    ray.init(num_cpus=num_cpus, _node_ip_address="127.0.0.1", **options)
+    saved = {k: os.environ.get(k) for k in NO_EGRESS}
+    os.environ.update(NO_EGRESS)
+    try:
+        ray.init(num_cpus=num_cpus, _node_ip_address="127.0.0.1", **options)
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
     return True
 
 
