@@ -25,11 +25,15 @@ import logging
 import os
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from bushu.errors import BushuError, InvalidInput, NotFound
 from bushu.serve.metrics import ServerMetrics
 from bushu.serve.repository import _MODEL_NAME, LoadedModel, ModelRepository
 from bushu.serve.settings import ServeSettings
+
+if TYPE_CHECKING:
+    from bushu.serve.app import PlaneFactory
 
 log = logging.getLogger("bushu.serve")
 _POLL_S = 0.05
@@ -181,7 +185,7 @@ class SharedRepository(ModelRepository):
         os.replace(tmp, path)
 
 
-def shared_plane(control: Path):  # -> PlaneFactory
+def shared_plane(control: Path) -> PlaneFactory:
     """The `create_app(dataplane=...)` factory for one worker of a supervisor using `control`."""
     from bushu.serve.dataplane import DataPlane
 
