@@ -118,7 +118,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="ONNX Runtime intra-op threads in every server")
     parser.add_argument("--only", nargs="*",
                         help="run only these servers (bushu bushu-no-access-log bushu-starlette bushu-http-binary "
-                             "bushu-grpc litserve fastapi ceiling)")
+                             "bushu-grpc bushu-workers-2 bushu-ray-2 litserve fastapi ceiling)")
     parser.add_argument("--plot", type=Path, default=Path("out/bench/serve_vs_peers.png"))
     parser.add_argument("--nice", type=int, default=0,
                         help="lower this script's niceness (and so every server's and client's) by N; on a machine "
@@ -155,6 +155,15 @@ def main() -> None:
                                    str(grpc_port), "--threads", str(args.threads),
                                    env={"OMP_NUM_THREADS": str(args.threads)}),
                        f"grpc://127.0.0.1:{grpc_port}", grpc_request, {}),
+        "bushu-workers-2": (bushu_serve([package], "--max-batch-size", "32", "--max-queue-delay-ms", "5",
+                                        "--threads", str(args.threads), "--workers", "2",
+                                        env={"OMP_NUM_THREADS": str(args.threads)}),
+                            "/v2/models/{name}/infer", v2, v2_headers),
+        # each replica its own batcher; the front batches too and sends one Ray call per batch
+        "bushu-ray-2": (bushu_serve([package], "--max-batch-size", "32", "--max-queue-delay-ms", "5",
+                                    "--threads", str(args.threads), "--ray", "--replicas", "2",
+                                    env={"OMP_NUM_THREADS": str(args.threads)}),
+                        "/v2/models/{name}/infer", v2, v2_headers),
         "bushu-starlette": (peer("bushu_starlette.py", package, args.threads, "/v2/health/ready", "bushu (Starlette infer)"),
                             "/v2/models/{name}/infer", v2, v2_headers),
         "litserve": (peer("litserve_server.py", package, args.threads, "/health", "LitServe"),
@@ -210,6 +219,11 @@ def main() -> None:
         grpc_verdict = f"goal: bushu gRPC ≥ 1.5× bushu HTTP JSON req/s: {ratio:.2f}× ({'met' if ratio >= 1.5 else 'MISSED'})"
         verdict = f"{verdict}\n{grpc_verdict}" if verdict else grpc_verdict
         console.print(grpc_verdict, highlight=False)
+    if "bushu" in names and "bushu-ray-2" in names:
+        ratio = names["bushu-ray-2"].summary()["req_per_s"] / names["bushu"].summary()["req_per_s"]
+        ray_verdict = f"goal: bushu on Ray Serve (2 replicas) ≥ 50% of bushu direct: {ratio:.0%} ({'met' if ratio >= 0.5 else 'MISSED'})"
+        console.print(ray_verdict, highlight=False)
+        verdict = f"{verdict}\n{ray_verdict}" if verdict else ray_verdict
     console.print(f"load average after {os.getloadavg()[0]:.2f}", highlight=False)
     record = args.plot.with_suffix(".md")
     record.parent.mkdir(parents=True, exist_ok=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -43,6 +44,12 @@ def serve(
                                                                   "reserved at most; beyond, requests wait")] = 32768,
     max_sequences: Annotated[int, typer.Option(min=1, help="generation: sequences decoded together at most")] = 64,
     grpc_port: Annotated[int | None, typer.Option(min=0, help="also serve V2 over gRPC on this port (0: any free port)")] = None,
+    workers: Annotated[int, typer.Option(min=1, help="server processes sharing the port (each loads every model)")] = 1,
+    ray: Annotated[bool, typer.Option("--ray", help="run each model as a Ray Serve deployment (pip install 'bushu[ray]')")] = False,
+    address: Annotated[str | None, typer.Option(help="--ray: the cluster to join (e.g. auto, ray://head:10001); "
+                                                     "default: a local instance on 127.0.0.1")] = None,
+    replicas: Annotated[int | None, typer.Option(min=1, help="--ray: replicas per model (default 1)")] = None,
+    autoscale: Annotated[str | None, typer.Option(help="--ray: MIN,MAX replicas per model, scaled on queue depth")] = None,
 ) -> None:
     """Serve packages over the Open Inference Protocol v2 (HTTP, and gRPC with --grpc-port), with dynamic batching."""
     from bushu.package.encryption import load_key
@@ -76,9 +83,54 @@ def serve(
     def announce_grpc(bound_host: str, bound_port: int) -> None:
         out.print(f"bushu gRPC on {bound_host}:{bound_port}", highlight=False)
 
+    def worker_memory(processes: list) -> None:  # serve.workers.WorkerMemory, once all are ready
+        mib = 1024 * 1024
+        for p in processes:
+            out.print(f"worker {p.pid}: RSS {p.rss / mib:,.0f} MiB, PSS {p.pss / mib:,.0f} MiB", highlight=False)
+        out.print(f"{len(processes)} workers: PSS {sum(p.pss for p in processes) / mib:,.0f} MiB in all "
+                  f"(RSS sum {sum(p.rss for p in processes) / mib:,.0f} MiB counts shared pages once per worker)",
+                  highlight=False)
+        sys.stdout.flush()
+
     logs.configure(log_format, log_level, audit_log)
-    run_server(paths, host=host, port=port, settings=settings, on_ready=announce,
-               ssl_certfile=ssl_certfile, ssl_keyfile=ssl_keyfile, grpc_port=grpc_port, on_grpc_ready=announce_grpc)
+    dataplane, owned = None, False
+    if grpc_port is not None and (workers > 1 or ray):
+        raise InvalidInput("--grpc-port serves from one process: it does not go with --workers or --ray yet")
+    if ray or address or replicas or autoscale:
+        dataplane, owned = _ray_front(ray, address, replicas, autoscale, workers)
+    try:
+        run_server(paths, host=host, port=port, settings=settings, on_ready=announce,
+                   ssl_certfile=ssl_certfile, ssl_keyfile=ssl_keyfile, grpc_port=grpc_port, on_grpc_ready=announce_grpc, workers=workers,
+                   worker_setup=functools.partial(logs.configure, log_format, log_level, audit_log),
+                   on_workers=worker_memory, dataplane=dataplane)
+    finally:
+        if owned:
+            from bushu.serve.rayserve import local
+
+            local.stop()
+
+
+def _ray_front(ray: bool, address: str | None, replicas: int | None, autoscale: str | None, workers: int):
+    """Check the --ray options, start or join Ray, and give the plane factory (serve.rayserve)."""
+    if not ray:
+        raise InvalidInput("--address, --replicas and --autoscale go with --ray")
+    if workers > 1:
+        raise InvalidInput("--workers and --ray do not go together: on Ray, scale with --replicas or --autoscale")
+    if replicas is not None and autoscale is not None:
+        raise InvalidInput("give --replicas N or --autoscale MIN,MAX, not both")
+    bounds = None
+    if autoscale is not None:
+        parts = autoscale.split(",")
+        if len(parts) != 2 or not all(p.strip().isdigit() for p in parts):
+            raise InvalidInput(f"--autoscale takes MIN,MAX (two whole numbers), not {autoscale!r}")
+        bounds = (int(parts[0]), int(parts[1]))
+    from bushu.serve.rayserve import local
+    from bushu.serve.rayserve.front import Scaling, ray_plane
+
+    scaling = Scaling(replicas=replicas or 1, autoscale=bounds)
+    owned = local.start(address)
+    local.start_serve()
+    return ray_plane(scaling), owned
 
 
 @app.command()

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import orjson
@@ -57,16 +57,25 @@ async def _read_body(request: Request, settings: ServeSettings) -> bytes:
     return await read_body(request.receive, request.scope["headers"], settings.max_body_bytes, settings.body_timeout_s)
 
 
+PlaneFactory = Callable[[list[Path], ServeSettings, ServerMetrics], DataPlane]
+
+
+def local_plane(paths: list[Path], settings: ServeSettings, metrics: ServerMetrics) -> DataPlane:
+    return DataPlane(ModelRepository(paths, settings, metrics), metrics)
+
+
 def create_app(paths: list[Path], settings: ServeSettings | None = None, *, fast_infer: bool = True,
-               grpc: GrpcListen | None = None) -> Starlette:
+               grpc: GrpcListen | None = None, dataplane: PlaneFactory = local_plane) -> Starlette:
     """The ASGI app serving every package and model repository in `paths`; `fast_infer=False`
     serves the infer route through Starlette's router too (for measuring the fast path);
     `grpc` also serves V2 over gRPC (`serve.grpc_front`), from startup to shutdown, its port in
-    `app.state.grpc.port`."""
+    `app.state.grpc.port`. `dataplane` builds the plane the routes call: the models in this
+    process by default, a repository shared by worker processes (`serve.workers`), or Ray Serve
+    deployments (`serve.rayserve`)."""
     settings = settings or ServeSettings()
     metrics = ServerMetrics()
-    repository = ModelRepository(paths, settings, metrics)
-    plane = DataPlane(repository, metrics)
+    plane = dataplane(paths, settings, metrics)
+    repository = plane.repository
 
     async def live(request: Request) -> Response:
         return _status_only(plane.live())

@@ -19,9 +19,9 @@ class GenerationMetrics:
                              buckets=_TOKEN_BUCKETS, registry=registry)
         self.tokens = Counter("bushu_generated_tokens", "Tokens generated (rate: tokens/s)", labels, registry=registry)
         self.running = Gauge("bushu_sequences_running", "Sequences in the decode batch or prefilling", labels,
-                             registry=registry)
+                             registry=registry, multiprocess_mode="livesum")
         self.waiting = Gauge("bushu_sequences_waiting", "Sequences waiting for room in the KV cache", labels,
-                             registry=registry)
+                             registry=registry, multiprocess_mode="livesum")
 
     def observer(self, model: str, version: str) -> GenerationObserver:
         running, waiting = self.running.labels(model, version), self.waiting.labels(model, version)

@@ -1,10 +1,20 @@
 """Prometheus metrics for the server, in a registry of its own (one per app, so tests can
 run several servers in one process), and beside them the statistics extension's counts
-(`serve.statistics`), fed by the same hooks."""
+(`serve.statistics`), fed by the same hooks.
+
+Under `bushu serve --workers N` every worker records into prometheus-client's multiprocess
+files (`PROMETHEUS_MULTIPROC_DIR`, set by the supervisor before a worker starts) and `/metrics`
+on any worker renders the sum over all of them, so a scrape that lands on one worker still
+sees the whole server. Gauges add up the live workers' values (`livesum`). The statistics
+extension stays per process.
+"""
 
 from __future__ import annotations
 
+import os
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector
 
 from bushu.serve.batcher import BatchObserver
 from bushu.serve.generate_metrics import GenerationMetrics
@@ -31,7 +41,7 @@ class ServerMetrics:
         self.compute_seconds = histogram("bushu_compute_seconds", "Time one batch spent in the model")
         self.batch_size = histogram("bushu_batch_size", "Rows per batch run by the model", _BATCH_BUCKETS)
         self.queue_depth = Gauge("bushu_queue_depth", "Requests waiting in the batch queue", labels,
-                                 registry=self.registry)
+                                 registry=self.registry, multiprocess_mode="livesum")
         self.generation = GenerationMetrics(self.registry)
         self.statistics = Statistics()
         self._children: dict[tuple[str, str, int], tuple[Counter, Histogram, ModelStatistics]] = {}
@@ -69,7 +79,12 @@ class ServerMetrics:
             children[1].observe(seconds)
 
     def render(self) -> bytes:
-        return generate_latest(self.registry)
+        shared = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+        if not shared:
+            return generate_latest(self.registry)
+        every_worker = CollectorRegistry()
+        MultiProcessCollector(every_worker, path=shared)
+        return generate_latest(every_worker)
 
 
 def _outcome(status: int) -> str:

@@ -18,16 +18,18 @@ import socket
 import ssl
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bushu.errors import BushuError
 from bushu.serve import logs
-from bushu.serve.app import create_app
+from bushu.serve.app import PlaneFactory, create_app, local_plane
 from bushu.serve.settings import GrpcListen, ServeSettings
-
 
 #: Seconds an idle kept-alive connection stays open (see `serve`).
 KEEP_ALIVE_S = 75
+
+if TYPE_CHECKING:
+    from bushu.serve.workers import WorkerMemory
 
 
 class StartupError(BushuError):
@@ -128,20 +130,58 @@ def serve(
     ssl_keyfile: Path | None = None,
     grpc_port: int | None = None,
     on_grpc_ready: Callable[[str, int], None] | None = None,
+    workers: int = 1,
+    worker_setup: Callable[[], None] | None = None,
+    on_workers: Callable[[list[WorkerMemory]], None] | None = None,
+    dataplane: PlaneFactory | None = None,
 ) -> None:
     """Serve until SIGTERM/SIGINT; raise `StartupError` (one line) if the server cannot start.
     With `grpc_port`, V2 over gRPC is served on `host` too, with the same TLS files
-    (`on_grpc_ready` hears its port just before `on_ready`)."""
-    import uvicorn
-
+    (`on_grpc_ready` hears its port just before `on_ready`). `workers` > 1 runs that many
+    processes on the one port (`serve.workers`); `worker_setup` runs first in each (logging),
+    and `on_workers` hears each one's memory once all are ready."""
     settings = settings or ServeSettings()
     check_tls(ssl_certfile, ssl_keyfile)
     check_repository(paths, settings)
-    sock = bind(host, port)
-    bound_host, bound_port = sock.getsockname()[:2]
+    if grpc_port is not None and workers > 1:
+        raise StartupError("cannot start: gRPC is served from one process; it does not go with workers yet")
     grpc = None if grpc_port is None else GrpcListen(f"[{host}]:{grpc_port}" if ":" in host else f"{host}:{grpc_port}",
                                                       ssl_certfile, ssl_keyfile)
-    app = create_app(paths, settings, grpc=grpc)
+    sock = bind(host, port)
+    try:
+        if workers > 1:
+            from bushu.serve.workers import supervise
+
+            supervise(paths, settings, sock, workers, on_ready=on_ready, on_workers=on_workers,
+                      setup=worker_setup, graceful_timeout=graceful_timeout,
+                      ssl_certfile=ssl_certfile, ssl_keyfile=ssl_keyfile)
+        else:
+            run(paths, settings, sock, on_ready=on_ready, graceful_timeout=graceful_timeout,
+                ssl_certfile=ssl_certfile, ssl_keyfile=ssl_keyfile, dataplane=dataplane or local_plane,
+                grpc=grpc, on_grpc_ready=on_grpc_ready)
+    finally:
+        sock.close()
+
+
+def run(
+    paths: list[Path],
+    settings: ServeSettings,
+    sock: socket.socket,
+    *,
+    on_ready: Callable[[str, str, int], None] | None = None,
+    graceful_timeout: float = 30.0,
+    ssl_certfile: Path | None = None,
+    ssl_keyfile: Path | None = None,
+    dataplane: PlaneFactory = local_plane,
+    grpc: GrpcListen | None = None,
+    on_grpc_ready: Callable[[str, int], None] | None = None,
+) -> None:
+    """One uvicorn server on an already bound socket (one worker's whole life), and gRPC
+    beside it where `grpc` says."""
+    import uvicorn
+
+    bound_host, bound_port = sock.getsockname()[:2]
+    app = create_app(paths, settings, grpc=grpc, dataplane=dataplane)
     watch = _StartupWatch(app)
     config = uvicorn.Config(
         watch,
@@ -165,7 +205,7 @@ def serve(
     class Server(uvicorn.Server):
         async def startup(self, sockets: list[socket.socket] | None = None) -> None:
             await super().startup(sockets)  # models loaded and warmed up, then the port listens
-            if self.started and grpc_port is not None and on_grpc_ready is not None:
+            if self.started and grpc is not None and on_grpc_ready is not None:
                 on_grpc_ready(bound_host, app.state.grpc.port)
             # What start-up made lives as long as the server: out of the collector's sight, so a
             # full collection does not walk it again and again under load (a p99 spike each time)
@@ -189,5 +229,3 @@ def serve(
             raise StartupError(f"cannot start: {error}") from error
         raise StartupError(f"cannot start: loading the models failed with {type(error).__name__}: {error} "
                            "(`bushu --debug serve …` shows the traceback)") from error
-    finally:
-        sock.close()
