@@ -185,16 +185,25 @@ def test_metrics_report_time_to_first_token_inter_token_latency_and_tokens(serve
 def test_admission_past_the_cache_bound_waits_then_is_refused_with_retry_after(gpt2_package):
     settings = ServeSettings(threads=1, max_tokens_in_flight=600, max_queue_size=1)
     body = {"text_input": "the cat", "parameters": {"max_tokens": 500, "ignore_eos": True}}
-    barrier = threading.Barrier(6)
+    barrier = threading.Barrier(5)
 
     def post(_):
         barrier.wait()
         return httpx.post(f"{srv.url}/v2/models/tiny-gpt2/generate", json=body, timeout=60)
 
-    with ThreadServer([gpt2_package], settings) as srv, ThreadPoolExecutor(6) as pool:
-        answers = list(pool.map(post, range(6)))  # each holds 502 of the 600 tokens: one runs, one waits
+    # Each holds 502 of the 600 tokens. The first is running (its first token came) before the
+    # other five arrive together: one of them waits for its cache, the four past --max-queue-size
+    # are refused. (Five arriving before any runs would leave room for only one to wait.)
+    with ThreadServer([gpt2_package], settings) as srv, ThreadPoolExecutor(5) as pool:
+        with httpx.stream("POST", f"{srv.url}/v2/models/tiny-gpt2/generate_stream", json=body, timeout=60) as first:
+            lines = first.iter_lines()
+            assert next(line for line in lines if line.startswith("data: "))
+            later = pool.map(post, range(5))
+            first_tokens = 1 + sum(1 for line in lines if line.startswith("data: "))
+        answers = list(later)
+    assert first.status_code == 200 and first_tokens >= 500
     statuses = sorted(a.status_code for a in answers)
-    assert set(statuses) == {200, 503} and statuses.count(200) >= 2, statuses
+    assert statuses == [200, 503, 503, 503, 503], statuses
     for refused in (a for a in answers if a.status_code == 503):
         assert int(refused.headers["retry-after"]) >= 1 and "wait for the cache" in refused.json()["error"]
     for done in (a for a in answers if a.status_code == 200):
