@@ -53,3 +53,14 @@ class ExportError(BushuError):
     """The exported model does not compute what the source model computed."""
 
     status = 422
+
+
+class Overloaded(BushuError):
+    """503 with a Retry-After: a full queue, a cache with no room, a model shutting down — any
+    part of the server that refuses work for now rather than for good."""
+
+    status = 503
+
+    def __init__(self, message: str, retry_after: float = 1.0) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after

@@ -17,9 +17,9 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-from bushu.errors import BushuError, InvalidInput
+from bushu.errors import BushuError, InvalidInput, Overloaded
 from bushu.generate.config import EngineSettings, GenerationConfig, SamplingParams
-from bushu.generate.scheduler import Overloaded, Scheduler
+from bushu.generate.scheduler import Scheduler
 from bushu.generate.sequence import Event, GenerationObserver, Sequence
 from bushu.generate.text import Detokenizer, TextCodec
 

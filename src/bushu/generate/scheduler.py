@@ -15,11 +15,11 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass, field
 
+from bushu.errors import Overloaded
 from bushu.generate.config import EngineSettings
 from bushu.generate.sequence import Sequence
-from bushu.serve.batcher import Overloaded  # 503 + Retry-After, as the batcher's full queue
 
-__all__ = ["Overloaded", "Scheduler", "SchedulerOutput"]
+__all__ = ["Scheduler", "SchedulerOutput"]
 
 
 @dataclass

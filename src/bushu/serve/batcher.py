@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from bushu.errors import BushuError, InvalidInput
+from bushu.errors import BushuError, InvalidInput, Overloaded
 from bushu.package.manifest import TensorSpec
 from bushu.runtime.base import Model, check_inputs
 from bushu.serve.asgi import PayloadTooLarge
@@ -37,14 +37,6 @@ from bushu.serve.memory import release_freed
 log = logging.getLogger("bushu.serve")
 #: The batcher the current request holds (see `Batcher.hold`): it may still enter it while it closes.
 _holding: contextvars.ContextVar[Batcher | None] = contextvars.ContextVar("bushu_batcher_held", default=None)
-
-
-class Overloaded(BushuError):
-    status = 503
-
-    def __init__(self, message: str, retry_after: float = 1.0) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after
 
 
 class DeadlineExceeded(BushuError):

@@ -24,10 +24,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from bushu.errors import InvalidInput
-from bushu.explain import ExplainOptions, Explainer, explainer_for
+from bushu.errors import InvalidInput, Overloaded
+from bushu.explain import Explainer, ExplainOptions, explainer_for
 from bushu.serve.asgi import read_body
-from bushu.serve.batcher import Overloaded
 from bushu.serve.dataplane import DataPlane
 from bushu.serve.predict import natural_inputs
 from bushu.serve.repository import LoadedModel

@@ -7,9 +7,8 @@ requests (a gRPC front decodes its own messages and calls the same `DataPlane.in
 
 from __future__ import annotations
 
-from bushu.errors import BushuError
+from bushu.errors import BushuError, Overloaded
 from bushu.serve.asgi import BodyTimeout
-from bushu.serve.batcher import Overloaded
 from bushu.serve.codec import decode_request, encode_response
 from bushu.serve.dataplane import DataPlane
 
