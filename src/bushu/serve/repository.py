@@ -107,18 +107,27 @@ class ModelRepository:
             entries.append({"name": name, "version": version, "state": state})
         return entries
 
+    @staticmethod
+    def check_name(name: str) -> None:
+        if not _MODEL_NAME.match(name):
+            raise InvalidInput(f"{name!r} is not a model name")
+
+    def versions_on_disk(self, name: str) -> dict[str, Path]:
+        """Each version of `name` in the repository folders, by version (404 if none)."""
+        paths = {v: p for (n, v), p in self.available().items() if n == name}
+        if not paths:
+            raise NotFound(f"no model {name!r} in the repository")
+        return paths
+
     async def load_all(self) -> None:
         for name in sorted({n for (n, _) in self.available()}):
             await self.load(name, actor="startup")
 
     async def load(self, name: str, actor: str = "anonymous") -> list[LoadedModel]:
         """Load (or reload) every version of `name` found in the repository folders."""
-        if not _MODEL_NAME.match(name):
-            raise InvalidInput(f"{name!r} is not a model name")
+        self.check_name(name)
         async with self._lock:
-            paths = {v: p for (n, v), p in self.available().items() if n == name}
-            if not paths:
-                raise NotFound(f"no model {name!r} in the repository")
+            paths = self.versions_on_disk(name)
             loaded = []
             for version, path in sorted(paths.items()):
                 try:

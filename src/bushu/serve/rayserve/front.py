@@ -27,7 +27,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from bushu.errors import BushuError, InvalidInput, NotFound
+from bushu.errors import BushuError, InvalidInput
 from bushu.package.files import PackageFiles
 from bushu.package.manifest import GENERATION_TASKS, Manifest
 from bushu.runtime.base import Model
@@ -35,7 +35,7 @@ from bushu.serve.batcher import Batcher
 from bushu.serve.dataplane import DataPlane
 from bushu.serve.metrics import ServerMetrics
 from bushu.serve.predict import NaturalRequest, Predictor, SearchRequest
-from bushu.serve.repository import _MODEL_NAME, LoadedModel, ModelRepository, check_package
+from bushu.serve.repository import LoadedModel, ModelRepository, check_package
 from bushu.serve.settings import ServeSettings
 
 log = logging.getLogger("bushu.serve")
@@ -141,12 +141,9 @@ class RayRepository(ModelRepository):
         self.scaling = scaling
 
     async def load(self, name: str, actor: str = "anonymous") -> list[LoadedModel]:
-        if not _MODEL_NAME.match(name):
-            raise InvalidInput(f"{name!r} is not a model name")
+        self.check_name(name)
         async with self._lock:
-            paths = {v: p for (n, v), p in self.available().items() if n == name}
-            if not paths:
-                raise NotFound(f"no model {name!r} in the repository")
+            paths = self.versions_on_disk(name)
 
             def check() -> dict[str, tuple[Manifest, Predictor]]:
                 checked = {}
