@@ -19,6 +19,7 @@ from typing import Any
 from bushu.apps.lm.data import END_ID, LMSplit, build_tokenizer, encode, load_texts
 from bushu.apps.lm.model import CONTEXT, SIZES, gpt2
 from bushu.apps.lm.ngram import KneserNeyTrigram, Unigram, perplexity
+from bushu.apps.optimizer import adamw_one_cycle
 from bushu.package.manifest import Manifest
 
 Progress = Callable[[int, int, float], None]
@@ -67,11 +68,8 @@ def train(epochs: int = 1, seed: int = 0, limit: int | None = None, test_limit: 
     test_ids = encode(tokenizer, split.test_texts)
     test_rows = _sequences(test_ids)
     model = gpt2(vocab, **(sizes or SIZES))
-    optimizer = torch.optim.AdamW(model.parameters(), lr=LEARNING_RATE, weight_decay=0.01)
     batches_per_epoch = -(-len(train_rows) // batch_size)
-    steps = epochs * batches_per_epoch
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=LEARNING_RATE, total_steps=steps,
-                                                   pct_start=max(0.1, 2 / steps))  # a warm-up of 2+ steps
+    optimizer, schedule = adamw_one_cycle(model, LEARNING_RATE, epochs * batches_per_epoch)
     generator = torch.Generator().manual_seed(seed)
     start = time.perf_counter()
     for epoch in range(epochs):

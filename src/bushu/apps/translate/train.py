@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bushu.apps.optimizer import adamw_one_cycle
 from bushu.apps.translate.baselines import WordDictionary, copy
 from bushu.apps.translate.data import PairSplit, load_split
 from bushu.apps.translate.model import POSITIONS, SIZES, build_tokenizer, marian
@@ -63,11 +64,8 @@ def train(epochs: int = 8, seed: int = 0, limit: int | None = None, test_limit: 
     sources = [e.ids for e in tokenizer.encode_batch([s for s, _ in split.train])]
     targets = [e.ids for e in tokenizer.encode_batch([t for _, t in split.train])]
     model = marian(tokenizer.get_vocab_size(), **(sizes or SIZES))
-    optimizer = torch.optim.AdamW(model.parameters(), lr=LEARNING_RATE, weight_decay=0.01)
     batches = -(-len(sources) // batch_size)
-    steps = epochs * batches
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=LEARNING_RATE, total_steps=steps,
-                                                   pct_start=max(0.1, 2 / steps))  # a warm-up of 2+ steps
+    optimizer, schedule = adamw_one_cycle(model, LEARNING_RATE, epochs * batches)
     generator = torch.Generator().manual_seed(seed)
     start = time.perf_counter()
     for epoch in range(epochs):
