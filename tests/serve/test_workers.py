@@ -11,6 +11,7 @@ import signal
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import httpx
 import numpy as np
@@ -134,6 +135,26 @@ def test_sigterm_drains_every_worker(slow_package):
     for pid in pids:
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)
+
+
+def alive(pid: int) -> bool:
+    try:
+        return "zombie" not in Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return False
+
+
+def test_a_supervisor_killed_outright_takes_its_workers_and_folder_with_it(repository):
+    with ProcessServer(str(repository), "--workers", "2", "--threads", "1") as server:
+        pids = worker_pids(server)
+        folders = glob.glob(os.path.join(tempfile.gettempdir(), f"bushu-workers-{server.process.pid}-*"))
+        assert len(folders) == 1
+        server.process.kill()
+        deadline = time.monotonic() + 60
+        while any(alive(pid) for pid in pids):
+            assert time.monotonic() < deadline, "a worker outlived its supervisor"
+            time.sleep(0.1)
+    assert not os.path.exists(folders[0])
 
 
 @pytest.mark.parametrize("args, message", [

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import hashlib
 import os
+import secrets
 import shutil
-import tempfile
+import time
 from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -115,8 +116,10 @@ def staged_package(out: str | os.PathLike[str], *, force: bool = False) -> Itera
         if not target.is_dir() or any(target.iterdir()):
             raise PackageError(f"{target} already exists and is not empty; pass --force to replace it")
     target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    # named before it exists, so a SIGTERM (SystemExit) landing just as it is made still finds it
+    staging = target.parent / f".{target.name}.{secrets.token_hex(6)}"
     try:
+        staging.mkdir(mode=0o700)
         yield staging
         if not (staging / MANIFEST_NAME).is_file():
             raise PackageError("internal: a package was staged without a manifest")
@@ -124,8 +127,17 @@ def staged_package(out: str | os.PathLike[str], *, force: bool = False) -> Itera
             shutil.rmtree(target) if target.is_dir() else target.unlink()
         staging.rename(target)
     except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
+        _remove(staging)
         raise
+
+
+def _remove(folder: Path) -> None:
+    """Remove a folder even while a native library's thread is still closing files in it."""
+    for _ in range(5):
+        shutil.rmtree(folder, ignore_errors=True)
+        if not folder.exists():
+            return
+        time.sleep(0.1)
 
 
 def write_manifest(directory: Path, manifest: Manifest) -> Manifest:

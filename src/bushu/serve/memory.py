@@ -6,6 +6,11 @@ then leaves the process larger: measured on the soak (four models, a reload a mi
 by three quarters over fifteen minutes before it levelled off. `malloc_trim(0)` returns the free
 pages of every heap (arena) to the kernel; it is called from a worker thread once a batcher has
 released its model instances, and costs a few milliseconds there, none on the event loop.
+
+Under steady load the same happens without any reload: glibc raises its mmap threshold each
+time a large block is freed (up to 32 MiB), so batch tensors move from mmap, which is returned
+on free, into the heaps, which fragment. `keep_heap_steady` pins the threshold and trims the heaps
+every half minute from a daemon thread.
 """
 
 from __future__ import annotations
@@ -13,23 +18,44 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import functools
+import threading
+import time
+
+_M_MMAP_THRESHOLD = -3  # mallopt's parameter number in glibc's malloc.h
+_MMAP_THRESHOLD = 256 * 1024
 
 
 @functools.cache
-def _malloc_trim():  # -> the C function, or None off glibc (musl, macOS: nothing to do)
+def _libc():  # -> glibc, or None elsewhere
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        trim = libc.malloc_trim
+        libc.malloc_trim, libc.mallopt  # noqa: B018 - glibc only
     except (OSError, AttributeError):
         return None
-    trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
-    return trim
+    return libc
 
 
 def release_freed() -> bool:
     """Hand the allocator's free pages back to the system; True if there was a way to ask."""
-    trim = _malloc_trim()
-    if trim is None:
+    libc = _libc()
+    if libc is None:
         return False
-    trim(0)  # ctypes releases the GIL for the call: other threads run meanwhile
+    libc.malloc_trim(ctypes.c_size_t(0))  # ctypes releases the GIL for the call: other threads run meanwhile
+    return True
+
+
+@functools.cache
+def keep_heap_steady(trim_every_s: float = 30.0) -> bool:
+    """Once per process: large blocks always mmapped, heaps trimmed periodically; True on glibc."""
+    libc = _libc()
+    if libc is None:
+        return False
+    libc.mallopt(ctypes.c_int(_M_MMAP_THRESHOLD), ctypes.c_int(_MMAP_THRESHOLD))
+
+    def trim_forever() -> None:
+        while True:
+            time.sleep(trim_every_s)
+            release_freed()
+
+    threading.Thread(target=trim_forever, name="bushu-heap-trim", daemon=True).start()
     return True

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 from bushu.errors import BushuError
 from bushu.serve import logs
 from bushu.serve.app import PlaneFactory, create_app, local_plane
+from bushu.serve.memory import keep_heap_steady
 from bushu.serve.settings import GrpcListen, ServeSettings
 
 #: Seconds an idle kept-alive connection stays open (see `serve`).
@@ -175,12 +176,15 @@ def run(
     dataplane: PlaneFactory = local_plane,
     grpc: GrpcListen | None = None,
     on_grpc_ready: Callable[[str, int], None] | None = None,
+    on_stopped: Callable[[], None] | None = None,
 ) -> None:
     """One uvicorn server on an already bound socket (one worker's whole life), and gRPC
-    beside it where `grpc` says."""
+    beside it where `grpc` says. `on_stopped` runs once every request is answered, before
+    uvicorn re-raises the stopping signal (which ends the process without `finally` blocks)."""
     import uvicorn
 
     bound_host, bound_port = sock.getsockname()[:2]
+    keep_heap_steady()
     app = create_app(paths, settings, grpc=grpc, dataplane=dataplane)
     watch = _StartupWatch(app)
     config = uvicorn.Config(
@@ -218,6 +222,8 @@ def run(
             await super().shutdown(sockets)  # every request answered, then the lifespan's end
             if logs.access_lines is not None:  # before uvicorn re-raises SIGTERM, which ends the process
                 logs.access_lines.flush()
+            if on_stopped is not None:
+                on_stopped()
 
     try:
         Server(config).run(sockets=[sock])

@@ -84,8 +84,12 @@ def _worker(index: int, parent: int, paths: list[Path], settings: ServeSettings,
     def ready(scheme: str, host: str, port: int) -> None:
         events.put(("ready", index, os.getpid()))
 
+    def stopped() -> None:
+        if os.getppid() != parent:  # the supervisor was killed outright and cannot remove the folder
+            shutil.rmtree(control.parent, ignore_errors=True)
+
     try:
-        run(paths, settings, sock, on_ready=ready, dataplane=shared_plane(control), **options)
+        run(paths, settings, sock, on_ready=ready, on_stopped=stopped, dataplane=shared_plane(control), **options)
     except StartupError as exc:
         events.put(("failed", index, str(exc)))
         raise SystemExit(1) from None
