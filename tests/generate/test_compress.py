@@ -174,6 +174,34 @@ def test_the_onnx_step_rewritten_for_matmulnbits_gives_the_pytorch_step_logits(g
     assert torch.allclose(keys, cache.k[:, :3], atol=1e-5)  # the ONNX step wrote the keys the PyTorch step did
 
 
+@pytest.mark.parametrize("runtime", ["openvino", "onnxruntime"])
+def test_the_step_graph_prefills_prompt_chunks_as_pytorch_does(gpt2_package, tmp_path, runtime):
+    """A prompt through the step graph in two chunks (the second reading the first from the cache)
+    gives PyTorch's last logits and writes PyTorch's keys and values, in a row that is not row 0."""
+    import torch
+
+    from bushu.generate.config import EngineSettings
+    from bushu.generate.openvino_decode import OpenVinoDecode
+    from bushu.generate.ort_decode import OrtDecode, export_step
+    from bushu.generate.package import open_core
+
+    core = open_core(gpt2_package, verify_package(gpt2_package), EngineSettings(max_sequences=4))
+    cache = core.runner.cache
+    cache.reserve(3, 32)
+    prompt = torch.arange(20, 33)
+    step = (OpenVinoDecode(core.model, cache, 1) if runtime == "openvino"
+            else OrtDecode(core.model, cache, 1, export_step(core.model, cache, tmp_path / "step.onnx")))
+    assert step.chunks
+    step.prefill(prompt[:8], 2, 0, cache)
+    ours = step.prefill(prompt[8:], 2, 8, cache)
+    keys, values = cache.k[:, 2, :, :13].clone(), cache.v[:, 2, :, :13].clone()
+    reference = core.model.prefill(prompt, 1, 0, cache)
+    assert ours.shape == reference.shape == (1, core.model.vocab_size)
+    assert torch.allclose(ours, reference, rtol=1e-4, atol=1e-4)
+    assert torch.allclose(keys, cache.k[:, 1, :, :13], atol=1e-5)
+    assert torch.allclose(values, cache.v[:, 1, :, :13], atol=1e-5)
+
+
 STEP_AND_NNCF = """
 import time
 import numpy as np

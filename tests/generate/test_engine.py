@@ -66,6 +66,25 @@ def test_a_long_prompt_is_prefilled_in_chunks_without_stalling_a_running_sequenc
     assert long.output == lone.output
 
 
+def test_a_burst_is_prefilled_in_one_step_when_nothing_decodes(gpt2_package):
+    """With no sequence to stall, a step takes up to `idle_prefill` prompt tokens (one forward for
+    all), so a burst decodes in step; the tokens are those each prompt gets alone."""
+    core = core_for(gpt2_package, "pytorch-fp32", prefill_chunk=16, idle_prefill=64)
+    params = SamplingParams(max_new_tokens=6, ignore_eos=True)
+    burst = [Sequence(list(range(3 + i, 23 + i)), params) for i in range(4)]  # 4 × 20 tokens
+    for seq in burst:
+        core.add(seq)
+    core.step()  # 64 tokens: three whole prompts and 4 tokens of the fourth
+    assert [len(s.output) for s in burst] == [1, 1, 1, 0]
+    core.step()  # three decode now: the fourth goes on 16 tokens at a time
+    assert [len(s.output) for s in burst] == [2, 2, 2, 1]
+    while core.scheduler.has_work:
+        core.step()
+    for seq in burst:
+        alone = core_for(gpt2_package, "pytorch-fp32").run_to_completion([Sequence(seq.prompt, params)])[0]
+        assert seq.output == alone.output
+
+
 def test_the_cache_bound_makes_a_request_wait_and_refuses_one_that_can_never_fit(gpt2_package):
     core = core_for(gpt2_package, "pytorch-fp32", max_tokens_in_flight=100)
     params = SamplingParams(max_new_tokens=50, ignore_eos=True)

@@ -130,6 +130,9 @@ class EngineSettings:
     max_waiting: int = 256
     #: Prompt tokens prefilled per step, so running sequences wait at most one chunk.
     prefill_chunk: int = 256
+    #: Prompt tokens prefilled in a step when no sequence is decoding (none to stall): a burst
+    #: of requests is prefilled together and then decodes in step, not staggered chunk by chunk.
+    idle_prefill: int = 2048
     threads: int = 0
     precision: str = "fp32"
     device: str = "cpu"
@@ -145,6 +148,6 @@ class EngineSettings:
     step_activations: str = "f32"
 
     def __post_init__(self) -> None:
-        for name in ("max_tokens_in_flight", "max_sequences", "max_waiting", "prefill_chunk"):
+        for name in ("max_tokens_in_flight", "max_sequences", "max_waiting", "prefill_chunk", "idle_prefill"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")

@@ -1,15 +1,14 @@
-"""The decode step on OpenVINO, the cache staying where it is.
+"""The model's step on OpenVINO (decode steps and prompt chunks alike), the cache staying where it is.
 
-Measured here (benchmarks/generate_step_runtimes.py, GPT-2-small, one thread, f32): OpenVINO
-runs the bare decode step 1.1–1.6× faster than PyTorch at batch 1–64, ONNX Runtime 1.05–1.45×;
-served end to end on the loaded 2-core machine it was not faster (24 vs 28–46 tokens/s at 16
-streams), so it is the `openvino-fp32` variant, verified like the default, not the default.
 The fp32 step is converted at load from bushu's own torch forward (no second weights file); a
 weight-compressed step (int8/int4, `bushu.optimize.generation`) is an IR file in the package,
-read as it is. The whole cache tensor is handed over by shared memory (no
-copy): the graph reads rows 0..n-1 over the full capacity (masked by each row's length), never
-copying them, and returns this token's keys and values, which are written into the cache in place. Prefill, cache
-moves and sampling stay in PyTorch.
+read as it is. Each layer's cached keys and values are handed over as views of the cache by
+shared memory (no copy); the graph returns the new tokens' keys and values, which are written
+into the cache in place. Cache moves and sampling stay in PyTorch.
+
+Why the prefill runs here too: on this project's AMD CPU, PyTorch's fp32 matrix products (MKL)
+reached 76 GFLOPS against OpenVINO's 167 (2048×768 by 768×3072, one thread), and a compressed
+variant then computes every token at its own precision.
 """
 
 from __future__ import annotations
@@ -18,35 +17,59 @@ import torch
 
 
 class DecodeStep(torch.nn.Module):
-    """The step as a graph: the cache in (read, never copied), this token's keys and values out."""
+    """The step as a graph: `t` new tokens in each of n rows (ids [n, t]) after each row's
+    `lengths` cached positions; the last new token's logits and every new token's keys and
+    values out. A decode step is t = 1 over the running rows; a prompt chunk is n = 1, t = its
+    length, over its slot's row.
+
+    Each layer's cached keys and values come in as inputs of their own, [n, heads, capacity,
+    dim]: the caller hands views of its cache (for one layer, rows 0..n-1 or one slot are
+    contiguous), so nothing is sliced or copied in the graph. Measured on GPT-2-small at 16 rows
+    and 256 positions: 66 ms a step, against 96 ms with the whole cache as one input sliced per
+    layer (a copy of every layer's rows each step)."""
 
     def __init__(self, model) -> None:
         super().__init__()
         self.m = model
 
-    def forward(self, ids, lengths, past_k, past_v):
-        m, n, capacity = self.m, ids.shape[0], past_k.shape[3]
+    def forward(self, ids, lengths, *cached):
+        m, (n, t) = self.m, ids.shape
+        past_k, past_v = cached[:m.n_layers], cached[m.n_layers:]
+        capacity = past_k[0].shape[2]
         hidden = torch.finfo(torch.float32).min
         blocked = torch.where(torch.arange(capacity)[None, :] < lengths[:, None], 0.0, hidden)[:, None, None, :]
+        later = torch.arange(t)
+        causal = torch.where(later[None, :] <= later[:, None], 0.0, hidden)  # [t, t]
         scale = m.head_dim ** -0.5
         new_k, new_v = [], []
 
         def attend(layer, q, k, v):
-            # The cached keys are read where they lie: appending this token's key to them (a concat)
-            # would copy the whole cache every layer of every step. Its score joins the cached ones
-            # instead, and its value is weighted in after.
+            # The cached keys are read where they lie: appending the new keys to them (a concat)
+            # would copy the whole cache every layer of every step. The new tokens' scores join
+            # the cached ones instead, and their values are weighted in after.
+            q, k, v = (x.reshape(n, t, m.n_heads, m.head_dim).transpose(1, 2) for x in (q, k, v))  # [n, heads, t, dim]
             new_k.append(k)
             new_v.append(v)
-            q = q[:, :, None] * scale  # [n, heads, 1, dim]
-            cached = q @ past_k[layer, :n].transpose(-1, -2) + blocked  # [n, heads, 1, capacity]
-            own = (q * k[:, :, None]).sum(-1, keepdim=True)  # [n, heads, 1, 1]
-            weights = torch.softmax(torch.cat([cached, own], -1), -1)
-            out = weights[..., :capacity] @ past_v[layer, :n] + weights[..., capacity:] * v[:, :, None]
-            return out.reshape(n, m.width)
+            q = q * scale
+            scores = torch.cat([q @ past_k[layer].transpose(-1, -2) + blocked, q @ k.transpose(-1, -2) + causal], -1)
+            weights = torch.softmax(scores, -1)  # over [capacity cached + t new]
+            out = weights[..., :capacity] @ past_v[layer] + weights[..., capacity:] @ v
+            return out.transpose(1, 2).reshape(n * t, m.width)
 
-        positions = lengths.clamp(max=m.max_positions - 1)
-        logits = m._blocks(m.wte[ids] + m.wpe[positions], attend) @ m.lm_head.T
-        return logits, torch.stack(new_k, 1), torch.stack(new_v, 1)  # [n, layers, heads, dim]
+        positions = (lengths[:, None] + later[None, :]).clamp(max=m.max_positions - 1)
+        h = m._blocks((m.wte[ids] + m.wpe[positions]).reshape(n * t, m.width), attend)
+        logits = h.reshape(n, t, m.width)[:, -1] @ m.lm_head.T
+        return logits, torch.stack(new_k, 1), torch.stack(new_v, 1)  # [n, layers, heads, t, dim]
+
+
+def cached_rows(cache, rows: slice) -> list[torch.Tensor]:
+    """The step's cache inputs: each layer's keys, then each layer's values, for `rows` (views)."""
+    return [cache.k[layer, rows] for layer in range(cache.layers)] + [cache.v[layer, rows] for layer in range(cache.layers)]
+
+
+def step_example(cache) -> tuple[torch.Tensor, ...]:
+    """Inputs to trace the step with: 2 rows of 1 token (ids [n, t] both dynamic)."""
+    return (torch.zeros(2, 1, dtype=torch.long), torch.full((2,), 3), *cached_rows(cache, slice(0, 2)))
 
 
 def _openvino():
@@ -69,11 +92,10 @@ def convert_step(model, cache):
         raise ValueError("the OpenVINO decode step covers decoder-only models")
     no_openvino_telemetry()  # ov.convert_model reports usage otherwise
     layers, heads, dim = model.cache_shape()
-    example = (torch.zeros(2, dtype=torch.long), torch.full((2,), 3), cache.k, cache.v)
-    shape = ov.PartialShape([layers, -1, heads, -1, dim])
+    shape = ov.PartialShape([-1, heads, -1, dim])
     with torch.inference_mode():
-        return ov.convert_model(DecodeStep(model).eval(), example_input=example,
-                                input=[ov.PartialShape([-1]), ov.PartialShape([-1]), shape, shape])
+        return ov.convert_model(DecodeStep(model).eval(), example_input=step_example(cache),
+                                input=[ov.PartialShape([-1, -1]), ov.PartialShape([-1])] + [shape] * (2 * layers))
 
 
 class OpenVinoDecode:
@@ -85,15 +107,53 @@ class OpenVinoDecode:
         # the precision always explicit: on CPUs with AVX-512 BF16 OpenVINO would otherwise run in bf16
         config = {"INFERENCE_PRECISION_HINT": activations, **({"INFERENCE_NUM_THREADS": threads} if threads else {})}
         self.request = core.compile_model(converted, "CPU", config).create_infer_request()
+        # a step saved before steps took prompt chunks (ids [n], the whole cache as two inputs)
+        # decodes only, and PyTorch prefills for it
+        self.chunks = len(converted.inputs) > 4
+        self.scratch = empty_row(cache)
+
+    def _run(self, ids: torch.Tensor, lengths: torch.Tensor, cached: list[torch.Tensor]):
+        results = self.request.infer([ids.numpy(), lengths.numpy(), *(c.numpy() for c in cached)], share_inputs=True)
+        return (torch.from_numpy(results[i]) for i in range(3))
 
     def __call__(self, ids: torch.Tensor, lengths: torch.Tensor, cache) -> torch.Tensor:
-        results = self.request.infer([ids.numpy(), lengths.numpy(), cache.k.numpy(), cache.v.numpy()],
-                                     share_inputs=True)
-        return write_back(cache, lengths, *(torch.from_numpy(results[i]) for i in range(3)))
+        return write_back(cache, lengths, *self._run(*decode_inputs(self.chunks, ids, lengths, cache)))
+
+    def prefill(self, ids: torch.Tensor, slot: int, start: int, cache) -> torch.Tensor:
+        """A prompt chunk at positions start.. of `slot`, through the same graph; its last logits [1, vocab]."""
+        return prefill_chunk(self._run, ids, slot, start, cache, self.scratch)
+
+
+def decode_inputs(chunks: bool, ids: torch.Tensor, lengths: torch.Tensor, cache) -> tuple:
+    """(ids, lengths, cache inputs) for a decode step over rows 0..n-1, as the step file wants them."""
+    if chunks:
+        return ids[:, None], lengths, cached_rows(cache, slice(0, ids.shape[0]))
+    return ids, lengths, [cache.k, cache.v]  # the graph takes rows 0..n-1 itself
+
+
+def empty_row(cache) -> list[torch.Tensor]:
+    """One row of one position per layer, masked: what a prompt's first chunk attends to besides itself."""
+    zeros = torch.zeros((1, cache.heads, 1, cache.head_dim), dtype=cache.dtype)
+    return [zeros] * (2 * cache.layers)
+
+
+def prefill_chunk(run, ids: torch.Tensor, slot: int, start: int, cache, scratch: list[torch.Tensor]) -> torch.Tensor:
+    """Run a chunk through a step graph (`run(ids, lengths, cached)` → logits, keys, values) and
+    write its keys and values into `slot` at start..; a later chunk reads the row's earlier
+    positions in place (one slot of one layer is contiguous)."""
+    cached = scratch if start == 0 else cached_rows(cache, slice(slot, slot + 1))
+    logits, k, v = run(ids[None], torch.tensor([start]), cached)
+    end = start + ids.shape[0]
+    cache.k[:, slot, :, start:end] = k[0]
+    cache.v[:, slot, :, start:end] = v[0]
+    return logits.clone()
 
 
 def write_back(cache, lengths: torch.Tensor, logits: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-    """This token's keys and values into each row's next position; the logits, owned."""
+    """One new token's keys and values per row into each row's next position; the logits, owned.
+    (k, v: [n, layers, heads, dim], or [n, layers, heads, 1, dim] from a step that takes chunks.)"""
+    if k.dim() == 5:
+        k, v = k[:, :, :, 0], v[:, :, :, 0]
     rows = torch.arange(lengths.shape[0])
     cache.k[:, rows, :, lengths] = k  # (advanced indices first: [n, layers, heads, dim])
     cache.v[:, rows, :, lengths] = v

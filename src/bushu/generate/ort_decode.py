@@ -14,9 +14,11 @@ from pathlib import Path
 
 import torch
 
-from bushu.generate.openvino_decode import DecodeStep, write_back
+from bushu.generate.openvino_decode import DecodeStep, decode_inputs, empty_row, prefill_chunk, step_example, write_back
 
-INPUTS = ("ids", "lengths", "past_k", "past_v")
+
+def input_names(layers: int) -> list[str]:
+    return ["ids", "lengths", *(f"past_k_{i}" for i in range(layers)), *(f"past_v_{i}" for i in range(layers))]
 
 
 def _ort():
@@ -35,16 +37,18 @@ def export_step(model, cache, out: Path) -> Path:
 
     if model.is_encoder_decoder:
         raise ValueError("the ONNX Runtime decode step covers decoder-only models")
-    example = (torch.zeros(2, dtype=torch.long), torch.full((2,), 3), cache.k, cache.v)
-    dynamic = {"ids": {0: "batch"}, "lengths": {0: "batch"}, "past_k": {1: "batch", 3: "past"},
-               "past_v": {1: "batch", 3: "past"}}
+    example = step_example(cache)
+    names = input_names(cache.layers)
+    dynamic = {"ids": {0: "batch", 1: "tokens"}, "lengths": {0: "batch"},
+               **{name: {0: "batch", 2: "past"} for name in names[2:]},
+               "keys": {0: "batch", 3: "tokens"}, "values": {0: "batch", 3: "tokens"}}
     out.parent.mkdir(parents=True, exist_ok=True)
     # The TorchScript exporter: its deprecation notice and the tracer's shape notes say nothing
     # about this graph (its shapes are checked against the PyTorch step in the tests).
     with torch.inference_mode(), warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
-        torch.onnx.export(DecodeStep(model).eval(), example, str(out), dynamo=False, input_names=list(INPUTS),
+        torch.onnx.export(DecodeStep(model).eval(), example, str(out), dynamo=False, input_names=names,
                           output_names=["logits", "keys", "values"], dynamic_axes=dynamic, opset_version=17)
     graph = onnx.load(str(out))
     _for_the_quantiser(graph)
@@ -107,8 +111,19 @@ class OrtDecode:
             options.intra_op_num_threads = threads
         self.session = ort.InferenceSession(str(step_file), options, providers=["CPUExecutionProvider"])
 
+        # a step saved before steps took prompt chunks (ids [n], the whole cache as two inputs)
+        # decodes only, and PyTorch prefills for it
+        self.names = [i.name for i in self.session.get_inputs()]
+        self.chunks = len(self.names) > 4
+        self.scratch = empty_row(cache)
+
+    def _run(self, ids: torch.Tensor, lengths: torch.Tensor, cached: list[torch.Tensor]):
+        feeds = dict(zip(self.names, (ids.numpy(), lengths.numpy(), *(c.numpy() for c in cached))))
+        return (torch.from_numpy(x) for x in self.session.run(None, feeds))
+
     def __call__(self, ids: torch.Tensor, lengths: torch.Tensor, cache) -> torch.Tensor:
-        # the whole cache, contiguous, read in place (the graph takes rows 0..n-1 itself)
-        feeds = dict(zip(INPUTS, (ids.numpy(), lengths.numpy(), cache.k.numpy(), cache.v.numpy())))
-        logits, k, v = self.session.run(None, feeds)
-        return write_back(cache, lengths, torch.from_numpy(logits), torch.from_numpy(k), torch.from_numpy(v))
+        return write_back(cache, lengths, *self._run(*decode_inputs(self.chunks, ids, lengths, cache)))
+
+    def prefill(self, ids: torch.Tensor, slot: int, start: int, cache) -> torch.Tensor:
+        """A prompt chunk at positions start.. of `slot`, through the same graph; its last logits [1, vocab]."""
+        return prefill_chunk(self._run, ids, slot, start, cache, self.scratch)

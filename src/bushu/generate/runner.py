@@ -39,12 +39,26 @@ class Runner:
             lengths = torch.tensor([s.cache_len for s in out.decode], dtype=torch.long, device=self.cache.device)
             logits = self.decode(ids, lengths, self.cache).float().cpu()
             sampled += self._choose(out.decode, logits)
-        for seq, start, end in out.prefill:
-            ids = torch.tensor(seq.prompt[start:end], dtype=torch.long, device=self.cache.device)
-            logits = self.model.prefill(ids, seq.slot, start, self.cache)
-            if end == len(seq.prompt):
-                sampled += self._choose([seq], logits.float().cpu())
+        if out.prefill:
+            sampled += self._prefill(out.prefill)
         return sampled
+
+    def _prefill(self, chunks: list[tuple[Sequence, int, int]]) -> list[tuple[Sequence, int]]:
+        """Every prompt chunk of the step, in one forward where the model can; the first token of
+        each sequence whose prompt is now whole."""
+        device = self.cache.device
+        pieces = [(torch.tensor(seq.prompt[start:end], dtype=torch.long, device=device), seq.slot, start)
+                  for seq, start, end in chunks]
+        if getattr(self.decode, "chunks", False):  # the decode step's graph takes prompt chunks too
+            logits = torch.cat([self.decode.prefill(*piece, self.cache) for piece in pieces])
+        elif hasattr(self.model, "prefill_many"):
+            logits = self.model.prefill_many(pieces, self.cache)
+        else:
+            logits = torch.cat([self.model.prefill(*piece, self.cache) for piece in pieces])
+        done = [i for i, (seq, _, end) in enumerate(chunks) if end == len(seq.prompt)]
+        if not done:
+            return []
+        return self._choose([chunks[i][0] for i in done], logits[done].float().cpu())
 
     @staticmethod
     def _choose(seqs: list[Sequence], logits: torch.Tensor) -> list[tuple[Sequence, int]]:

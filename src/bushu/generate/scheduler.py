@@ -7,7 +7,8 @@ what was sampled. Invariants it keeps: running sequences occupy cache rows 0..n-
 join the running ones in that order; a sequence is admitted only if the tokens it may ever
 hold (prompt + max new tokens) fit under `max_tokens_in_flight` beside those already admitted,
 so a running sequence never has to be evicted. Prefill is chunked: each step carries at most
-`prefill_chunk` prompt tokens, so running sequences wait for at most one chunk.
+`prefill_chunk` prompt tokens, so running sequences wait for at most one chunk; a step with no
+sequence decoding carries up to `idle_prefill` (a burst of prompts prefilled in one forward).
 """
 
 from __future__ import annotations
@@ -94,7 +95,8 @@ class Scheduler:
             self.running.append(seq)
         out = SchedulerOutput(moves=self._moves, decode=list(self.running))
         self._moves = []
-        budget = self.settings.prefill_chunk
+        budget = self.settings.prefill_chunk if self.running else max(self.settings.prefill_chunk,
+                                                                       self.settings.idle_prefill)
         for seq in self.prefilling:
             if budget <= 0:
                 break

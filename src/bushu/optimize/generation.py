@@ -10,17 +10,20 @@ Families (decoder-only models):
 - `pytorch-bf16`: the whole model in bfloat16, only on a CPU with native bf16 (AVX-512 BF16 or
   AMX: elsewhere it is emulated and slower). Not equal precision: say so when comparing.
 - `openvino-fp32`: the decode step on OpenVINO, f32.
-- `openvino-int8`: the decode step's weights compressed to int8 (NNCF `compress_weights`,
-  INT8_ASYM, per output channel), f32 activations: weight-only.
+- `openvino-int8`: the step's weights compressed to int8 (NNCF `compress_weights`, INT8_ASYM,
+  per output channel); OpenVINO's CPU plugin quantises the activations of those layers to int8
+  on the fly, in groups of 32 (its default `DYNAMIC_QUANTIZATION_GROUP_SIZE` for compressed
+  weights), as CTranslate2's int8 does per row.
 - `openvino-bf16`, `openvino-int8-bf16`: the same steps computing in bf16 (OpenVINO's
-  inference precision; bf16 CPUs only; the prefill stays fp32).
+  inference precision; bf16 CPUs only).
 - `openvino-int4`: INT4_SYM in groups of `INT4_GROUP` along the input, NNCF's default int8
   backup for the embeddings and the output layer.
 - `onnxruntime-int8`, `onnxruntime-int4`: the step exported to ONNX, every projection and the
   output layer quantised by ONNX Runtime's MatMulNBits quantiser (symmetric, blocks of
   `ORT_BLOCK` inputs), f32 activations: weight-only.
-The compressed steps are saved as OpenVINO IR or ONNX in the package; the prompt's prefill stays in
-PyTorch fp32 (one call per prompt chunk; the decode steps are what repeat).
+The compressed steps are saved as OpenVINO IR or ONNX in the package. The same graph prefills
+the prompt (a chunk is a step of many tokens in one row), so a variant computes every token at
+its own precision; a step saved before graphs took chunks decodes only, and PyTorch fp32 prefills.
 
 Metrics, against the fp32 variant on the same prompts:
 - `perplexity`: exp of the mean negative log-likelihood of each evaluation text's tokens, every

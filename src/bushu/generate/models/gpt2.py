@@ -67,19 +67,37 @@ class Model:
     @torch.inference_mode()
     def prefill(self, ids: torch.Tensor, slot: int, start: int, cache: KVCache, all_logits: bool = False) -> torch.Tensor:
         """Run prompt tokens `ids` at positions start.. of `slot`; logits of the last (or every) one."""
-        c, end = ids.shape[0], start + ids.shape[0]
-        positions = torch.arange(start, end, device=ids.device)
-        mask = torch.arange(end, device=ids.device)[None, :] <= positions[:, None]
+        return self.prefill_many([(ids, slot, start)], cache, all_logits=all_logits)
+
+    @torch.inference_mode()
+    def prefill_many(self, chunks: list[tuple[torch.Tensor, int, int]], cache: KVCache,
+                     all_logits: bool = False) -> torch.Tensor:
+        """Prompt chunks (ids, slot, start) of several sequences in one forward: their tokens share
+        every matrix product (one large product instead of one per prompt), only attention runs per
+        chunk. Logits of each chunk's last token, in order (or of every token)."""
+        spans, offset = [], 0
+        for ids, slot, start in chunks:
+            c = ids.shape[0]
+            positions = torch.arange(start, start + c, device=ids.device)
+            causal = torch.arange(start + c, device=ids.device)[None, :] <= positions[:, None]
+            spans.append((offset, offset + c, slot, start, positions, causal))
+            offset += c
 
         def attend(layer: int, q, k, v):
-            cache.k[layer, slot, :, start:end] = k.transpose(0, 1)
-            cache.v[layer, slot, :, start:end] = v.transpose(0, 1)
-            out = F.scaled_dot_product_attention(q.transpose(0, 1), cache.k[layer, slot, :, :end],
-                                                 cache.v[layer, slot, :, :end], attn_mask=mask)
-            return out.transpose(0, 1).reshape(c, self.width)
+            out = torch.empty(q.shape[0], self.width, dtype=q.dtype, device=q.device)
+            for lo, hi, slot, start, _, causal in spans:
+                end = start + hi - lo
+                cache.k[layer, slot, :, start:end] = k[lo:hi].transpose(0, 1)
+                cache.v[layer, slot, :, start:end] = v[lo:hi].transpose(0, 1)
+                out[lo:hi] = F.scaled_dot_product_attention(
+                    q[lo:hi].transpose(0, 1), cache.k[layer, slot, :, :end], cache.v[layer, slot, :, :end],
+                    attn_mask=causal).transpose(0, 1).reshape(hi - lo, self.width)
+            return out
 
+        ids = torch.cat([c[0] for c in chunks])
+        positions = torch.cat([s[4] for s in spans])
         h = self._blocks(self.wte[ids] + self.wpe[positions], attend)
-        return (h if all_logits else h[-1:]) @ self.lm_head.T
+        return (h if all_logits else h[[hi - 1 for _, hi, *_ in spans]]) @ self.lm_head.T
 
     @torch.inference_mode()
     def decode(self, ids: torch.Tensor, lengths: torch.Tensor, cache: KVCache, end: int | None = None) -> torch.Tensor:
