@@ -191,7 +191,6 @@ def test_the_step_graph_prefills_prompt_chunks_as_pytorch_does(gpt2_package, tmp
     prompt = torch.arange(20, 33)
     step = (OpenVinoDecode(core.model, cache, 1) if runtime == "openvino"
             else OrtDecode(core.model, cache, 1, export_step(core.model, cache, tmp_path / "step.onnx")))
-    assert step.chunks
     step.prefill(prompt[:8], 2, 0, cache)
     ours = step.prefill(prompt[8:], 2, 8, cache)
     keys, values = cache.k[:, 2, :, :13].clone(), cache.v[:, 2, :, :13].clone()
@@ -200,6 +199,25 @@ def test_the_step_graph_prefills_prompt_chunks_as_pytorch_does(gpt2_package, tmp
     assert torch.allclose(ours, reference, rtol=1e-4, atol=1e-4)
     assert torch.allclose(keys, cache.k[:, 1, :, :13], atol=1e-5)
     assert torch.allclose(values, cache.v[:, 1, :, :13], atol=1e-5)
+
+
+def test_a_step_file_with_other_inputs_is_refused_with_what_to_do(gpt2_package, tmp_path):
+    """A step graph as an earlier bushu saved it (ids, lengths, the whole cache as two inputs)."""
+    import numpy as np
+    import openvino as ov
+    from openvino import opset13 as ops
+
+    from bushu.errors import PackageError
+    from bushu.generate.config import EngineSettings
+    from bushu.generate.openvino_decode import OpenVinoDecode
+    from bushu.generate.package import open_core
+
+    core = open_core(gpt2_package, verify_package(gpt2_package), EngineSettings(max_sequences=4))
+    inputs = [ops.parameter([-1], np.int64), ops.parameter([-1], np.int64)] + \
+        [ops.parameter([-1, -1, -1, -1, -1], np.float32) for _ in range(2)]
+    ov.save_model(ov.Model([ops.convert(inputs[0], "f32")], inputs), str(tmp_path / "step.xml"))
+    with pytest.raises(PackageError, match="takes 4 inputs, not the .*run `bushu optimize` again"):
+        OpenVinoDecode(core.model, core.runner.cache, 1, tmp_path / "step.xml")
 
 
 STEP_AND_NNCF = """

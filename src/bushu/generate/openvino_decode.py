@@ -107,9 +107,7 @@ class OpenVinoDecode:
         # the precision always explicit: on CPUs with AVX-512 BF16 OpenVINO would otherwise run in bf16
         config = {"INFERENCE_PRECISION_HINT": activations, **({"INFERENCE_NUM_THREADS": threads} if threads else {})}
         self.request = core.compile_model(converted, "CPU", config).create_infer_request()
-        # a step saved before steps took prompt chunks (ids [n], the whole cache as two inputs)
-        # decodes only, and PyTorch prefills for it
-        self.chunks = len(converted.inputs) > 4
+        check_inputs(len(converted.inputs), cache, step_file)
         self.scratch = empty_row(cache)
 
     def _run(self, ids: torch.Tensor, lengths: torch.Tensor, cached: list[torch.Tensor]):
@@ -117,18 +115,22 @@ class OpenVinoDecode:
         return (torch.from_numpy(results[i]) for i in range(3))
 
     def __call__(self, ids: torch.Tensor, lengths: torch.Tensor, cache) -> torch.Tensor:
-        return write_back(cache, lengths, *self._run(*decode_inputs(self.chunks, ids, lengths, cache)))
+        return write_back(cache, lengths, *self._run(ids[:, None], lengths, cached_rows(cache, slice(0, ids.shape[0]))))
 
     def prefill(self, ids: torch.Tensor, slot: int, start: int, cache) -> torch.Tensor:
         """A prompt chunk at positions start.. of `slot`, through the same graph; its last logits [1, vocab]."""
         return prefill_chunk(self._run, ids, slot, start, cache, self.scratch)
 
 
-def decode_inputs(chunks: bool, ids: torch.Tensor, lengths: torch.Tensor, cache) -> tuple:
-    """(ids, lengths, cache inputs) for a decode step over rows 0..n-1, as the step file wants them."""
-    if chunks:
-        return ids[:, None], lengths, cached_rows(cache, slice(0, ids.shape[0]))
-    return ids, lengths, [cache.k, cache.v]  # the graph takes rows 0..n-1 itself
+def check_inputs(count: int, cache, step_file) -> None:
+    """Refuse a step file whose graph takes other inputs than this module's (one saved by an earlier
+    bushu took the whole cache as two inputs and one token per row)."""
+    if count != 2 + 2 * cache.layers:
+        from bushu.errors import PackageError
+
+        raise PackageError(f"{step_file}: the step graph takes {count} inputs, not the {2 + 2 * cache.layers} "
+                           "this bushu passes (ids, lengths, each layer's keys and values); run `bushu optimize` "
+                           "again to rebuild the variant")
 
 
 def empty_row(cache) -> list[torch.Tensor]:
@@ -150,10 +152,9 @@ def prefill_chunk(run, ids: torch.Tensor, slot: int, start: int, cache, scratch:
 
 
 def write_back(cache, lengths: torch.Tensor, logits: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-    """One new token's keys and values per row into each row's next position; the logits, owned.
-    (k, v: [n, layers, heads, dim], or [n, layers, heads, 1, dim] from a step that takes chunks.)"""
-    if k.dim() == 5:
-        k, v = k[:, :, :, 0], v[:, :, :, 0]
+    """One new token's keys and values per row ([n, layers, heads, 1, dim]) into each row's next
+    position; the logits, owned."""
+    k, v = k[:, :, :, 0], v[:, :, :, 0]
     rows = torch.arange(lengths.shape[0])
     cache.k[:, rows, :, lengths] = k  # (advanced indices first: [n, layers, heads, dim])
     cache.v[:, rows, :, lengths] = v

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import torch
 
-from bushu.generate.openvino_decode import DecodeStep, decode_inputs, empty_row, prefill_chunk, step_example, write_back
+from bushu.generate.openvino_decode import (DecodeStep, cached_rows, check_inputs, empty_row, prefill_chunk,
+                                            step_example, write_back)
 
 
 def input_names(layers: int) -> list[str]:
@@ -111,10 +112,8 @@ class OrtDecode:
             options.intra_op_num_threads = threads
         self.session = ort.InferenceSession(str(step_file), options, providers=["CPUExecutionProvider"])
 
-        # a step saved before steps took prompt chunks (ids [n], the whole cache as two inputs)
-        # decodes only, and PyTorch prefills for it
         self.names = [i.name for i in self.session.get_inputs()]
-        self.chunks = len(self.names) > 4
+        check_inputs(len(self.names), cache, step_file)
         self.scratch = empty_row(cache)
 
     def _run(self, ids: torch.Tensor, lengths: torch.Tensor, cached: list[torch.Tensor]):
@@ -122,7 +121,7 @@ class OrtDecode:
         return (torch.from_numpy(x) for x in self.session.run(None, feeds))
 
     def __call__(self, ids: torch.Tensor, lengths: torch.Tensor, cache) -> torch.Tensor:
-        return write_back(cache, lengths, *self._run(*decode_inputs(self.chunks, ids, lengths, cache)))
+        return write_back(cache, lengths, *self._run(ids[:, None], lengths, cached_rows(cache, slice(0, ids.shape[0]))))
 
     def prefill(self, ids: torch.Tensor, slot: int, start: int, cache) -> torch.Tensor:
         """A prompt chunk at positions start.. of `slot`, through the same graph; its last logits [1, vocab]."""

@@ -49,7 +49,7 @@ class Runner:
         device = self.cache.device
         pieces = [(torch.tensor(seq.prompt[start:end], dtype=torch.long, device=device), seq.slot, start)
                   for seq, start, end in chunks]
-        if getattr(self.decode, "chunks", False):  # the decode step's graph takes prompt chunks too
+        if hasattr(self.decode, "prefill"):  # the step graph (OpenVINO, ONNX Runtime) takes prompt chunks too
             logits = torch.cat([self.decode.prefill(*piece, self.cache) for piece in pieces])
         elif hasattr(self.model, "prefill_many"):
             logits = self.model.prefill_many(pieces, self.cache)

@@ -23,7 +23,7 @@ Families (decoder-only models):
   `ORT_BLOCK` inputs), f32 activations: weight-only.
 The compressed steps are saved as OpenVINO IR or ONNX in the package. The same graph prefills
 the prompt (a chunk is a step of many tokens in one row), so a variant computes every token at
-its own precision; a step saved before graphs took chunks decodes only, and PyTorch fp32 prefills.
+its own precision.
 
 Metrics, against the fp32 variant on the same prompts:
 - `perplexity`: exp of the mean negative log-likelihood of each evaluation text's tokens, every
