@@ -8,9 +8,11 @@ pages of every heap (arena) to the kernel; it is called from a worker thread onc
 released its model instances, and costs a few milliseconds there, none on the event loop.
 
 Under steady load the same happens without any reload: glibc raises its mmap threshold each
-time a large block is freed (up to 32 MiB), so batch tensors move from mmap, which is returned
-on free, into the heaps, which fragment. `keep_heap_steady` pins the threshold and trims the heaps
-every half minute from a daemon thread.
+time a large block is freed (up to 32 MiB), so large tensors move from mmap, which is returned
+on free, into the heaps, which fragment. `keep_heap_steady` pins the threshold at 4 MiB and
+trims the heaps every half minute from a daemon thread. Not lower: at 256 KiB every batch of the
+digits CNN (393 KB) was mmapped and faulted in afresh, and bushu served 15–25% fewer requests
+(benchmarks/serve_vs_peers.py, A/B on one machine); at 4 MiB it served as many as without.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import threading
 import time
 
 _M_MMAP_THRESHOLD = -3  # mallopt's parameter number in glibc's malloc.h
-_MMAP_THRESHOLD = 256 * 1024
+_MMAP_THRESHOLD = 4 * 1024 * 1024
 
 
 @functools.cache
