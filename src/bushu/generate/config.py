@@ -133,6 +133,10 @@ class EngineSettings:
     #: Prompt tokens prefilled in a step when no sequence is decoding (none to stall): a burst
     #: of requests is prefilled together and then decodes in step, not staggered chunk by chunk.
     idle_prefill: int = 2048
+    #: When a request finds the engine idle, how long (ms) it waits at most for others arriving with
+    #: it (it stops at the first 2 ms without one), so a burst is prefilled together, not
+    #: staggered a chunk a step; 0: start at once.
+    gather_ms: float = 20.0
     threads: int = 0
     precision: str = "fp32"
     device: str = "cpu"
@@ -151,3 +155,5 @@ class EngineSettings:
         for name in ("max_tokens_in_flight", "max_sequences", "max_waiting", "prefill_chunk", "idle_prefill"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")
+        if self.gather_ms < 0:
+            raise ValueError("gather_ms must be at least 0")

@@ -24,6 +24,8 @@ from bushu.generate.sequence import Event, GenerationObserver, Sequence
 from bushu.generate.text import Detokenizer, TextCodec
 
 log = logging.getLogger("bushu.generate")
+#: While gathering a burst: the pause without a new request that ends the wait.
+_GATHER_GAP_S = 0.002
 
 
 class EngineCore:
@@ -214,6 +216,8 @@ class GenerationEngine:
                     self._wake.wait()
                 if self._closing and not self._inbox and not core.scheduler.has_work:
                     return
+                if not core.scheduler.has_work:
+                    self._gather()
                 arrived, self._inbox = self._inbox, []
             for seq in arrived:
                 try:
@@ -229,6 +233,17 @@ class GenerationEngine:
                 for seq in (*core.scheduler.running, *core.scheduler.prefilling):
                     seq.sink(error)
                     seq.cancelled = True
+
+    def _gather(self) -> None:
+        """Idle, with requests in: wait (holding `_wake`'s lock between waits) while others keep
+        arriving, up to `gather_ms`, so a burst prefills in one step and decodes in step."""
+        deadline = time.monotonic() + self.core.settings.gather_ms / 1000
+        count = len(self._inbox)
+        while not self._closing and (left := deadline - time.monotonic()) > 0:
+            self._wake.wait(min(_GATHER_GAP_S, left))
+            if len(self._inbox) == count:
+                return
+            count = len(self._inbox)
 
     async def drain(self) -> None:
         """Wait until every accepted request has been answered."""

@@ -54,8 +54,8 @@ def open_core(root: Path, manifest: Manifest, settings: EngineSettings | None = 
     step = chosen.options.get("step") if decode in ("openvino", "onnxruntime") else None
     if step is not None and step not in manifest.files:
         raise PackageError(f"{root}: variant {name!r} runs {step}, which the manifest does not list")
-    # A weight-compressed variant (int8/int4) runs its decode step on OpenVINO or ONNX Runtime; the rest of the
-    # model (prefill) stays at the settings' precision. A bf16 variant runs all of it in bf16.
+    # An OpenVINO or ONNX Runtime variant runs its step graph (prefill and decode) there; the PyTorch
+    # weights stay at the settings' precision for what remains in PyTorch. A PyTorch bf16 variant runs in bf16.
     precision = chosen.precision if decode == "pytorch" and chosen.precision in ("bf16", "fp16") else settings.precision
     settings = dataclasses.replace(settings, decode=decode, precision=precision,
                                    step_file=str(root / step) if step else None,

@@ -9,7 +9,7 @@ the engine that serves it (`EngineCore`, continuous batching, `streams` sequence
 Families (decoder-only models):
 - `pytorch-bf16`: the whole model in bfloat16, only on a CPU with native bf16 (AVX-512 BF16 or
   AMX: elsewhere it is emulated and slower). Not equal precision: say so when comparing.
-- `openvino-fp32`: the decode step on OpenVINO, f32.
+- `openvino-fp32`: the step (prefill and decode) on OpenVINO, f32.
 - `openvino-int8`: the step's weights compressed to int8 (NNCF `compress_weights`, INT8_ASYM,
   per output channel); OpenVINO's CPU plugin quantises the activations of those layers to int8
   on the fly, in groups of 32 (its default `DYNAMIC_QUANTIZATION_GROUP_SIZE` for compressed
@@ -329,13 +329,15 @@ def _build(family: str, core: Any, staging: Path, base: Variant, log: Callable[[
     """One family's variant (its files written into `staging`), or a row saying why not."""
     runtime, weights, activations = SPECS[family]
     precision = weights if weights != "fp32" else activations.replace("f32", "fp32")
-    where = {"pytorch": "the whole model in PyTorch", "openvino": "decode step on OpenVINO",
-             "onnxruntime": "decode step on ONNX Runtime"}[runtime]
+    where = {"pytorch": "the whole model in PyTorch", "openvino": "prefill and decode steps on OpenVINO",
+             "onnxruntime": "prefill and decode steps on ONNX Runtime"}[runtime]
     how = {"fp32": "", "int8": ", weights int8", "int4": ", weights int4"}[weights]
     how += {"openvino": " (NNCF" + (f", groups of {INT4_GROUP})" if weights == "int4" else ")"),
             "onnxruntime": f" (MatMulNBits, blocks of {ORT_BLOCK})", "pytorch": ""}[runtime] if weights != "fp32" else ""
-    row = GenRow(family, precision, f"{where}{how}, {activations} activations"
-                 + (" (not equal precision)" if activations == "bf16" else ""))
+    acts = f"{activations} activations"
+    if runtime == "openvino" and weights != "fp32" and activations == "f32":
+        acts = "activations of the compressed layers quantised to int8 on the fly where the CPU can (OpenVINO)"
+    row = GenRow(family, precision, f"{where}{how}, {acts}" + (" (not equal precision)" if activations == "bf16" else ""))
     if activations == "bf16" and not cpu_has_bf16():
         row.reason = "skipped: this CPU has no native bf16 (AVX-512 BF16 or AMX); emulated bf16 is slower"
         return row, None
