@@ -132,7 +132,7 @@ class EngineSettings:
     prefill_chunk: int = 256
     #: Prompt tokens prefilled in a step when no sequence is decoding (none to stall): a burst
     #: of requests is prefilled together and then decodes in step, not staggered chunk by chunk.
-    idle_prefill: int = 2048
+    idle_prefill: int = 8192
     #: When a request finds the engine idle, how long (ms) it waits at most for others arriving with
     #: it (it stops at the first 2 ms without one), so a burst is prefilled together, not
     #: staggered a chunk a step; 0: start at once.
