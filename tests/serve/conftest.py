@@ -43,3 +43,13 @@ def repository(tmp_path_factory, tiny_package, two_heads_package, gru_package) -
     shutil.copytree(two_heads_package, root / "heads" / "1")
     shutil.copytree(gru_package, root / "gru" / "1")
     return root
+
+
+@pytest.fixture(scope="module")
+def client(server):
+    """tritonclient's HTTP client on the module's `server` (test_grpc.py has a gRPC one of its own)."""
+    import tritonclient.http as triton
+
+    c = triton.InferenceServerClient(server.url.removeprefix("http://"))
+    yield c
+    c.close()

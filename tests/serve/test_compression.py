@@ -19,13 +19,6 @@ def server(repository):
         yield running
 
 
-@pytest.fixture(scope="module")
-def client(server):
-    c = triton.InferenceServerClient(server.url.removeprefix("http://"))
-    yield c
-    c.close()
-
-
 @pytest.mark.parametrize("binary", [False, True])
 @pytest.mark.parametrize("algorithm", ["gzip", "deflate"])
 def test_tritonclient_compression_both_ways_changes_no_answer(client, algorithm, binary, rng):

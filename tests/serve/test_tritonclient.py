@@ -15,13 +15,6 @@ def server(repository):
         yield running
 
 
-@pytest.fixture(scope="module")
-def client(server):
-    c = triton.InferenceServerClient(server.url.removeprefix("http://"))
-    yield c
-    c.close()
-
-
 def reference(package, x):
     session = ort.InferenceSession(str(package / "model.onnx"))
     names = [o.name for o in session.get_outputs()]

@@ -98,28 +98,53 @@ def convert_step(model, cache):
                                 input=[ov.PartialShape([-1, -1]), ov.PartialShape([-1])] + [shape] * (2 * layers))
 
 
-class OpenVinoDecode:
+class StepGraph:
+    """A compiled step graph over bushu's cache: a decode step over rows 0..n-1 (`__call__`) and a
+    prompt chunk into one slot (`prefill`). Subclasses open the graph and say how to run it (`_run`)."""
+
+    def __init__(self, cache, input_count: int, step_file) -> None:
+        check_inputs(input_count, cache, step_file)
+        #: What a prompt's first chunk attends to besides itself: one masked position per layer.
+        zeros = torch.zeros((1, cache.heads, 1, cache.head_dim), dtype=cache.dtype)
+        self.scratch = [zeros] * (2 * cache.layers)
+
+    def _run(self, ids: torch.Tensor, lengths: torch.Tensor, cached: list[torch.Tensor]):
+        """(logits of each row's last token, new keys, new values) for ids [n, t] after `lengths`."""
+        raise NotImplementedError
+
+    def __call__(self, ids: torch.Tensor, lengths: torch.Tensor, cache) -> torch.Tensor:
+        """One token for each of rows 0..n-1 at `lengths`; its keys and values into the cache; logits [n, vocab]."""
+        logits, k, v = self._run(ids[:, None], lengths, cached_rows(cache, slice(0, ids.shape[0])))
+        rows = torch.arange(lengths.shape[0])
+        cache.k[:, rows, :, lengths] = k[:, :, :, 0]  # (advanced indices first: [n, layers, heads, dim])
+        cache.v[:, rows, :, lengths] = v[:, :, :, 0]
+        return logits.clone()
+
+    def prefill(self, ids: torch.Tensor, slot: int, start: int, cache) -> torch.Tensor:
+        """A prompt chunk at positions start.. of `slot`; its keys and values into the cache; its last
+        logits [1, vocab]. A later chunk reads the row's earlier positions in place (one slot of one
+        layer is contiguous)."""
+        cached = self.scratch if start == 0 else cached_rows(cache, slice(slot, slot + 1))
+        logits, k, v = self._run(ids[None], torch.tensor([start]), cached)
+        cache.k[:, slot, :, start:start + ids.shape[0]] = k[0]
+        cache.v[:, slot, :, start:start + ids.shape[0]] = v[0]
+        return logits.clone()
+
+
+class OpenVinoDecode(StepGraph):
     def __init__(self, model, cache, threads: int = 0, step_file=None, activations: str = "f32") -> None:
         """`step_file`: a saved (e.g. weight-compressed) step IR; without it the fp32 step is converted.
         `activations`: "f32", or "bf16" for a variant that computes in bf16."""
         core = _openvino().Core()
         converted = core.read_model(str(step_file)) if step_file else convert_step(model, cache)
+        super().__init__(cache, len(converted.inputs), step_file)
         # the precision always explicit: on CPUs with AVX-512 BF16 OpenVINO would otherwise run in bf16
         config = {"INFERENCE_PRECISION_HINT": activations, **({"INFERENCE_NUM_THREADS": threads} if threads else {})}
         self.request = core.compile_model(converted, "CPU", config).create_infer_request()
-        check_inputs(len(converted.inputs), cache, step_file)
-        self.scratch = empty_row(cache)
 
     def _run(self, ids: torch.Tensor, lengths: torch.Tensor, cached: list[torch.Tensor]):
         results = self.request.infer([ids.numpy(), lengths.numpy(), *(c.numpy() for c in cached)], share_inputs=True)
         return (torch.from_numpy(results[i]) for i in range(3))
-
-    def __call__(self, ids: torch.Tensor, lengths: torch.Tensor, cache) -> torch.Tensor:
-        return write_back(cache, lengths, *self._run(ids[:, None], lengths, cached_rows(cache, slice(0, ids.shape[0]))))
-
-    def prefill(self, ids: torch.Tensor, slot: int, start: int, cache) -> torch.Tensor:
-        """A prompt chunk at positions start.. of `slot`, through the same graph; its last logits [1, vocab]."""
-        return prefill_chunk(self._run, ids, slot, start, cache, self.scratch)
 
 
 def check_inputs(count: int, cache, step_file) -> None:
@@ -131,31 +156,3 @@ def check_inputs(count: int, cache, step_file) -> None:
         raise PackageError(f"{step_file}: the step graph takes {count} inputs, not the {2 + 2 * cache.layers} "
                            "this bushu passes (ids, lengths, each layer's keys and values); run `bushu optimize` "
                            "again to rebuild the variant")
-
-
-def empty_row(cache) -> list[torch.Tensor]:
-    """One row of one position per layer, masked: what a prompt's first chunk attends to besides itself."""
-    zeros = torch.zeros((1, cache.heads, 1, cache.head_dim), dtype=cache.dtype)
-    return [zeros] * (2 * cache.layers)
-
-
-def prefill_chunk(run, ids: torch.Tensor, slot: int, start: int, cache, scratch: list[torch.Tensor]) -> torch.Tensor:
-    """Run a chunk through a step graph (`run(ids, lengths, cached)` → logits, keys, values) and
-    write its keys and values into `slot` at start..; a later chunk reads the row's earlier
-    positions in place (one slot of one layer is contiguous)."""
-    cached = scratch if start == 0 else cached_rows(cache, slice(slot, slot + 1))
-    logits, k, v = run(ids[None], torch.tensor([start]), cached)
-    end = start + ids.shape[0]
-    cache.k[:, slot, :, start:end] = k[0]
-    cache.v[:, slot, :, start:end] = v[0]
-    return logits.clone()
-
-
-def write_back(cache, lengths: torch.Tensor, logits: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-    """One new token's keys and values per row ([n, layers, heads, 1, dim]) into each row's next
-    position; the logits, owned."""
-    k, v = k[:, :, :, 0], v[:, :, :, 0]
-    rows = torch.arange(lengths.shape[0])
-    cache.k[:, rows, :, lengths] = k  # (advanced indices first: [n, layers, heads, dim])
-    cache.v[:, rows, :, lengths] = v
-    return logits.clone()

@@ -14,8 +14,7 @@ from pathlib import Path
 
 import torch
 
-from bushu.generate.openvino_decode import (DecodeStep, cached_rows, check_inputs, empty_row, prefill_chunk,
-                                            step_example, write_back)
+from bushu.generate.openvino_decode import DecodeStep, StepGraph, step_example
 
 
 def input_names(layers: int) -> list[str]:
@@ -102,7 +101,7 @@ def quantize_step(fp32: Path, out: Path, bits: int, block_size: int = 32) -> Pat
     return out
 
 
-class OrtDecode:
+class OrtDecode(StepGraph):
     def __init__(self, model, cache, threads: int = 0, step_file=None) -> None:
         if step_file is None:
             raise ValueError("the ONNX Runtime decode step runs a saved step file (a variant's 'step')")
@@ -111,18 +110,9 @@ class OrtDecode:
         if threads:
             options.intra_op_num_threads = threads
         self.session = ort.InferenceSession(str(step_file), options, providers=["CPUExecutionProvider"])
-
         self.names = [i.name for i in self.session.get_inputs()]
-        check_inputs(len(self.names), cache, step_file)
-        self.scratch = empty_row(cache)
+        super().__init__(cache, len(self.names), step_file)
 
     def _run(self, ids: torch.Tensor, lengths: torch.Tensor, cached: list[torch.Tensor]):
         feeds = dict(zip(self.names, (ids.numpy(), lengths.numpy(), *(c.numpy() for c in cached))))
         return (torch.from_numpy(x) for x in self.session.run(None, feeds))
-
-    def __call__(self, ids: torch.Tensor, lengths: torch.Tensor, cache) -> torch.Tensor:
-        return write_back(cache, lengths, *self._run(ids[:, None], lengths, cached_rows(cache, slice(0, ids.shape[0]))))
-
-    def prefill(self, ids: torch.Tensor, slot: int, start: int, cache) -> torch.Tensor:
-        """A prompt chunk at positions start.. of `slot`, through the same graph; its last logits [1, vocab]."""
-        return prefill_chunk(self._run, ids, slot, start, cache, self.scratch)
