@@ -91,9 +91,12 @@ def test_an_lstm_student_learns_from_unlabelled_texts_alone(text_package, tmp_pa
     from bushu.apps.text.data import load_split
 
     split = load_split()
-    (tmp_path / "eval.txt").write_text("\n".join(split.test_texts[:400]) + "\n")
-    (tmp_path / "cal.txt").write_text("\n".join(split.train_texts[:128]) + "\n")
-    (tmp_path / "train.txt").write_text("\n".join(split.train_texts[128:3000]) + "\n")
+    one_line = [" ".join(t.split()) for t in split.test_texts[:400]]  # a .txt holds one text per line
+    judged = set(one_line)
+    rest = [t for t in dict.fromkeys(" ".join(t.split()) for t in split.train_texts[:3000]) if t not in judged]
+    (tmp_path / "eval.txt").write_text("\n".join(one_line) + "\n")
+    (tmp_path / "cal.txt").write_text("\n".join(rest[:128]) + "\n")
+    (tmp_path / "train.txt").write_text("\n".join(rest[128:]) + "\n")
     config = preset("quick", families=("distill",), rounds=3, distill_scales=(0.25,), distill_steps=120,
                     budget=parse_budget("0.5"), metric="top1_agreement")
     result = optimize(text_package, tmp_path / "out", config, eval_file=tmp_path / "eval.txt",

