@@ -140,3 +140,59 @@ def test_a_number_past_its_datatype_is_invalid_input_not_inf(datatype, value):
     body = orjson.dumps({"inputs": [{"name": "x", "shape": [2], "datatype": datatype, "data": [1.0, value]}]})
     with pytest.raises(InvalidInput, match=f"'x'.*does not hold {datatype}"):
         decode_request(body)
+
+
+NUMERIC = ["FP16", "FP32", "FP64", "BF16", "INT8", "INT16", "INT32", "INT64", "UINT8", "UINT16", "UINT32", "UINT64"]
+
+
+@pytest.mark.parametrize("datatype", NUMERIC)
+@pytest.mark.parametrize("data", [[1, 2, 3, 4], [[0, 127], [5, 6]], [1.5, -2.25, 3, 0.125], [1.0, 2.0, 3.0, 4e0]])
+def test_json_numbers_are_read_as_their_datatype(datatype, data):
+    """Plain numbers go from the text into one buffer (`json_body`), nested lists flattened; an
+    integer datatype takes whole numbers only (NumPy reading a list would truncate 1.5 to 1)."""
+    from bushu.runtime.dtypes import numpy_dtype
+
+    raw = body(inputs=[{"name": "x", "datatype": datatype, "shape": [4], "data": data}])
+    values = np.asarray(data, dtype=np.float64).reshape(-1)
+    if not datatype.startswith(("FP", "BF")) and not np.array_equal(values, np.trunc(values)):
+        with pytest.raises(InvalidInput, match=f"does not hold {datatype} values \\(1.5 is not a whole number"):
+            decode_request(raw)
+        return
+    if datatype.startswith("UINT") and values.min() < 0:
+        with pytest.raises(InvalidInput, match=f"does not hold {datatype}"):
+            decode_request(raw)
+        return
+    got = decode_request(raw).inputs["x"]
+    assert got.dtype == numpy_dtype(datatype)
+    np.testing.assert_array_equal(got, values.astype(np.float32 if datatype == "BF16" else got.dtype).astype(got.dtype))
+
+
+@pytest.mark.parametrize("datatype, values", [("INT8", [-129]), ("INT16", [40000]), ("UINT8", [256]),
+                                              ("UINT16", [-1]), ("INT64", [2**63]), ("UINT64", [-1]),
+                                              ("INT64", [2.0**63]), ("FP16", [70000.0]), ("INT32", [True]),
+                                              ("FP32", [None]), ("FP32", [[1], "2"]), ("UINT8", [{"v": 1}])])
+def test_json_values_that_are_not_their_datatype_are_refused(datatype, values):
+    """Not a silent NaN for null, 1 for true, or a wrapped integer for 2**63."""
+    with pytest.raises(InvalidInput, match=f"'x'.*does not hold {datatype}"):
+        decode_request(body(inputs=[{"name": "x", "datatype": datatype, "shape": [len(values)], "data": values}]))
+
+
+@pytest.mark.parametrize("raw", [b'{"inputs": [{"name": "x", "data": [1e400]}]}', b"\xff\xfe{}",
+                                 b'{"inputs": [1] "x"}', b'{"id": 123456789012345678901234567890}', b""])
+def test_bodies_no_json_parser_accepts_are_refused_as_json(raw):
+    with pytest.raises(InvalidInput, match="not valid JSON"):
+        decode_request(raw)
+
+
+def test_a_request_that_fails_leaves_the_next_one_decodable():
+    """simdjson refuses to parse while arrays of its last document live on (a traceback keeps
+    them): every request gets a parser of its own."""
+    bad = body(inputs=[{"name": "x", "datatype": "FP32", "shape": [3], "data": [1, 2]}])
+    errors = []
+    for _ in range(2):
+        try:
+            decode_request(bad)
+        except InvalidInput as exc:
+            errors.append(exc)  # keeps the traceback, and with it the failed request's frames
+    good = decode_request(body(inputs=[{"name": "x", "datatype": "FP32", "shape": [2], "data": [1, 2]}]))
+    assert len(errors) == 2 and good.inputs["x"].tolist() == [1.0, 2.0]

@@ -1,7 +1,8 @@
 """The Open Inference Protocol v2 wire format: JSON tensors and the binary tensor extension.
 
-Decoding goes straight from orjson's parse to numpy arrays — no pydantic models on the hot
-path, no re-serialising whole tensors (the cost MLServer pays on every request).
+Decoding goes straight from the parse to numpy arrays — no pydantic models on the hot path, no
+re-serialising whole tensors (the cost MLServer pays on every request); a JSON tensor's numbers
+never become Python floats where they are plain numbers (`json_body`).
 Binary extension (Triton `extension_binary_data.md`): the JSON header's length is in the
 `Inference-Header-Content-Length` header; raw little-endian tensors follow in JSON order,
 unpadded; BOOL is one byte; each BYTES element is a uint32 length then its bytes.
@@ -19,6 +20,7 @@ import orjson
 
 from bushu.errors import InvalidInput
 from bushu.runtime.dtypes import numpy_dtype, v2_datatype
+from bushu.serve import json_body
 
 HEADER_LENGTH = "inference-header-content-length"
 
@@ -66,6 +68,10 @@ def _bytes_elements(raw: bytes | memoryview, name: str) -> np.ndarray:
 
 
 def _from_json_data(data: Any, datatype: str, dtype: np.dtype, name: str) -> np.ndarray:
+    if isinstance(data, json_body.Data):
+        if datatype in json_body.NUMERIC:
+            return _narrowed(json_body.numbers(data, datatype, name), datatype, dtype, name)
+        data = data.as_list()
     if datatype == "BYTES":
         flat = _flatten(data)
         out = np.empty(len(flat), dtype=object)
@@ -79,6 +85,23 @@ def _from_json_data(data: Any, datatype: str, dtype: np.dtype, name: str) -> np.
     if datatype == "BOOL" and not all(isinstance(v, bool) for v in _flatten(data)):
         raise InvalidInput(f"input {name!r}: BOOL data must be true/false")
     return array.astype(dtype) if datatype == "BF16" else array
+
+
+def _narrowed(values: np.ndarray, datatype: str, dtype: np.dtype, name: str) -> np.ndarray:
+    """float64/int64/uint64 values as `dtype`, refused where one does not fit."""
+    try:
+        if datatype.startswith(("FP", "BF")):
+            with np.errstate(over="raise", invalid="raise"):  # 1e300 as FP32 would silently become inf
+                array = values.astype(np.float32 if datatype == "BF16" else dtype)
+            return array.astype(dtype) if datatype == "BF16" else array
+        info = np.iinfo(dtype)
+        # A double's nearest value to the largest int64 is 2**63, one past it: compare with that + 1.
+        if values.size and (values.min() < info.min or (values.max() >= float(info.max) + 1 if values.dtype.kind == "f"
+                                                          else values.max() > info.max)):
+            raise OverflowError(f"values from {values.min():g} to {values.max():g} do not fit {datatype}")
+        return values.astype(dtype)
+    except (OverflowError, FloatingPointError) as exc:
+        raise InvalidInput(f"input {name!r}: 'data' does not hold {datatype} values ({exc})") from None
 
 
 def _to_bytes(value: Any, name: str) -> bytes:
@@ -109,11 +132,7 @@ def decode_request(body: bytes, header_length: str | None = None) -> InferReques
         header, binary = body[:json_length], memoryview(body)[json_length:]
     else:
         header, binary = body, memoryview(b"")
-    try:
-        doc = orjson.loads(header)
-    except orjson.JSONDecodeError as exc:
-        raise InvalidInput(f"the request body is not valid JSON: {exc}") from None
-    doc = _object(doc, "the request")
+    doc = _object(json_body.loads(header), "the request")
     raw_inputs = doc.get("inputs")
     if not isinstance(raw_inputs, list) or not raw_inputs:
         raise InvalidInput("the request needs a non-empty 'inputs' list")
