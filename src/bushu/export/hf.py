@@ -25,6 +25,8 @@ OUTPUTS = ["last_hidden_state", "embedding"]
 CONFIG_FILE = "source/config.json"
 #: Ranges that verify an encoder export: every row attends to at least its first token.
 VERIFY_RANGES = {"attention_mask": (1, 2)}
+#: TorchScript first: it exports the classic attention pattern that ONNX Runtime knows how to fuse.
+EXPORTERS = ("torchscript", "dynamo")
 
 
 #: Architecture suffixes whose head packing as an encoder would drop: refused, never repurposed.
@@ -120,7 +122,7 @@ def pack_hf_encoder(
         name=name or _name(root), version=version, task="feature-extraction", output_names=OUTPUTS,
         preprocessing=[tokenize_step("tokenizer/tokenizer.json", length, [s.name for s in inputs])],
         source=str(root), value_ranges={"input_ids": (0, config.vocab_size), **VERIFY_RANGES},
-        extra_files=extra, exporters=("torchscript", "dynamo"), force=force,
+        extra_files=extra, exporters=EXPORTERS, force=force,
     )
 
 

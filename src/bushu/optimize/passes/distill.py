@@ -12,9 +12,12 @@ exactly the student's widths (convolution and linear stacks) it keeps the teache
 channels; otherwise the student is fresh, with the teacher's tensors of unchanged shape copied in
 and narrower embedding tables projected onto the teacher's principal directions.
 
+A packed transformers encoder is a directory, not a class: its student is the same architecture
+with fewer layers (`distill_encoder`).
+
 Training needs no labels: the loss is the distance to the teacher's outputs (softened KL for a
-classifier, mean squared error otherwise) on the training and calibration inputs — never the
-eval inputs, which judge the result. Float inputs (images) are also mixed in pairs (mixup), which
+classifier, mean squared error otherwise) on the training and calibration inputs, and for a text
+package bushu's default texts too — never the eval inputs, which judge the result. Float inputs (images) are also mixed in pairs (mixup), which
 the teacher labels too: the student sees more of the input space than the files hold. The
 student is then exported and verified like any PyTorch source, quantised like the source, and
 measured and judged like every other variant, within the same budget.
@@ -215,10 +218,10 @@ def distil(ctx: BuildContext, module: Any, scale: float) -> Outcome:
     import torch
     from safetensors.torch import save_model
 
-    from bushu.export.hf import VERIFY_RANGES
+    from bushu.export import hf
     from bushu.export.torch_onnx import EXPORTERS, export_module
 
-    name = student_name(scale)
+    name, encoder = student_name(scale), is_encoder(ctx)
     torch.manual_seed(ctx.config.seed)
     pool = _inputs(ctx)
     given = [pool[s.name] for s in ctx.manifest.inputs]
@@ -232,15 +235,14 @@ def distil(ctx: BuildContext, module: Any, scale: float) -> Outcome:
     clock, cpu = time.perf_counter(), time.process_time()
     steps = ctx.config.distill_steps
     train(student, module, inputs, output, classifier, steps, ctx.config.seed,
-          ENCODER_LEARNING_RATE if is_encoder(ctx) else LEARNING_RATE)
+          ENCODER_LEARNING_RATE if encoder else LEARNING_RATE)
     seconds, cpu = time.perf_counter() - clock, time.process_time() - cpu
     ranges = {s.name: s.range for s in ctx.manifest.inputs if s.range is not None}
     file = f"variants/{name}.onnx"
-    if is_encoder(ctx):
-        ranges.update(VERIFY_RANGES)
-    result = export_module(student, ctx.manifest.inputs, ctx.path(file), output_names=names, value_ranges=ranges,
-                           exporters=("torchscript", "dynamo") if is_encoder(ctx) else EXPORTERS)
-    if "pytorch" in ctx.config.families and not is_encoder(ctx):  # its weights travel only for its PyTorch variant
+    result = export_module(student, ctx.manifest.inputs, ctx.path(file), output_names=names,
+                           value_ranges={**ranges, **hf.VERIFY_RANGES} if encoder else ranges,
+                           exporters=hf.EXPORTERS if encoder else EXPORTERS)
+    if "pytorch" in ctx.config.families and not encoder:  # its weights travel only for its PyTorch variant
         save_model(student, str(ctx.path(f"variants/{name}.safetensors")))
     return Candidate(name, FAMILY, "onnxruntime", "fp32", file,
                      f"student {described}: {after:,} of the teacher's {before:,} parameters, started from "
