@@ -45,6 +45,8 @@ def test_good_request(http):
         ("/v2/models/tiny/infer", infer_body([0.1] * 5, shape=(1, 5)), 400, "expected shape"),
         ("/v2/models/tiny/infer", infer_body([1] * 6, datatype="INT64"), 400, "expected datatype FP32, got INT64"),
         ("/v2/models/tiny/infer", infer_body([0.1] * 5), 400, "do not fill shape"),
+        ("/v2/models/tiny/infer", infer_body([0.1] * 5 + [None]), 400, "only numbers do; found null"),
+        ("/v2/models/tiny/infer", infer_body([0.1] * 5 + [1e39]), 400, "does not hold FP32 values"),
         ("/v2/models/tiny/infer", {**infer_body([0.1] * 6), "outputs": [{"name": "nope"}]}, 400, "unknown output"),
         ("/v2/models/nope/infer", infer_body([0.1] * 6), 404, "not loaded"),
         ("/v2/models/tiny/versions/9/infer", infer_body([0.1] * 6), 404, "version '9'"),
