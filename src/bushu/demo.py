@@ -87,9 +87,9 @@ def run_demo(workdir: Path, console: Console) -> list[list[str]]:
         trained_recsys = recsys.train(progress=advance)
     recsys_manifest = recsys.package(trained_recsys, workdir / "recsys", force=True)
 
-    # The writing apps as `bushu train lm --limit 12000` and `bushu train translate --epochs 5`
-    # train them (the same seeds, the same numbers; the translator's default 8 epochs beat the
-    # dictionary too, but cost the demo another ~100 CPU-seconds).
+    # The writing apps as `bushu train lm --limit 12000 --epochs 1` and `bushu train translate
+    # --epochs 5` train them (the same seeds, the same numbers): quick versions of the commands'
+    # defaults (the LM: 8 epochs on all texts, ~20 minutes; the translator: 8 epochs; README).
     with epoch_bar("language model: a small GPT-2 over bytes, 12k texts", 1) as advance:
         trained_lm = lm.train(epochs=1, limit=12_000, progress=advance)
     lm_manifest = lm.package(trained_lm, workdir / "lm", force=True, verify_prompts=8)
