@@ -76,6 +76,25 @@ def test_padding_does_not_change_an_answer(text_package, packaged):
     np.testing.assert_allclose(served, each, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("directions", [1, 2])
+def test_either_form_answers_a_text_alike_alone_or_padded(directions):
+    """The forward-only form (a student's cheaper form) keeps the padding rule: untrained weights
+    suffice, since the rule is the graph's, not the training's."""
+    torch.manual_seed(0)
+    module = LSTMClassifier(50, embed_dim=8, hidden=4, directions=directions).eval()
+    assert module.constructor_kwargs()["directions"] == directions
+    texts = [torch.tensor([[5, 9, 2, 7]]), torch.tensor([[3, 1]])]
+    padded = torch.tensor([[5, 9, 2, 7, 0, 0], [3, 1, 0, 0, 0, 0]])
+    with torch.no_grad():
+        each = torch.cat([module(t) for t in texts])
+        torch.testing.assert_close(module(padded), each, rtol=1e-5, atol=1e-6)
+
+
+def test_a_third_direction_is_refused():
+    with pytest.raises(ValueError, match="directions 3: .*forward \\(1\\) or both ways \\(2\\)"):
+        LSTMClassifier(50, directions=3)
+
+
 def test_empty_text_is_refused_before_the_model(packaged):
     _, tokenizer, _ = packaged
     with pytest.raises(InvalidInput, match="no tokens"):

@@ -56,9 +56,31 @@ def test_the_student_is_data_the_pytorch_backend_rebuilds_from_the_package_class
     rows = {r.name: r for r in result.rows}
     onnx, torch_student = rows["distill-25"], rows["distill-25-torch-fp32"]
     assert torch_student.backend == "pytorch" and torch_student.file.endswith(".safetensors")
-    assert torch_student.options["kwargs"] == {"num_classes": 10, "conv1": 8, "conv2": 16, "hidden": 128}
+    assert torch_student.options["kwargs"] == {"num_classes": 10, "conv1": 8, "conv2": 16, "hidden": 128, "stride": 1}
     assert torch_student.metric_value is not None and not torch_student.reason.startswith("failed")
     assert torch_student.metric_value == pytest.approx(onnx.metric_value, abs=1 / 360)  # at most one digit apart
+
+
+def test_a_class_that_declares_a_cheaper_form_gets_a_second_student_in_it(distilled):
+    """SeedCNN declares CHEAPER = {"stride": 2}: each scale also has a student that reads the image at
+    half the resolution, so its first dense layer is a quarter of the narrow student's; it is judged
+    like the others (the digits are 8×8 scaled up to 32×32, so it loses little here)."""
+    result, _ = distilled
+    rows = {r.name: r for r in result.rows}
+    strided, narrow = rows["distill-25-stride2"], rows["distill-25"]
+    assert "SeedCNN(conv1=8, conv2=16, hidden=128, stride=2)" in strided.notes
+    assert "strongest channels (torch-pruning) where shapes allow" in strided.notes
+    assert strided.size_bytes < narrow.size_bytes / 2
+    assert strided.metric_value is not None and strided.metric_value >= 0.9
+    assert rows["distill-25-stride2-torch-fp32"].options["kwargs"]["stride"] == 2
+    assert {"distill-25-stride2-ov-fp32", "distill-25-stride2-ov-int8-qdq"} <= set(rows)
+
+
+def test_a_stride_that_does_not_divide_the_pooled_grid_is_refused():
+    from bushu.apps.vision import SeedCNN
+
+    with pytest.raises(ValueError, match="stride 3: .*must divide 8"):
+        SeedCNN(stride=3)
 
 
 def test_a_class_without_widths_is_skipped_with_the_reason(rng, tmp_path):
@@ -106,9 +128,13 @@ def test_an_lstm_student_learns_from_unlabelled_texts_alone(text_package, tmp_pa
     assert "LSTMClassifier(embed_dim=32, hidden=16)" in student.notes
     assert "tensors where shapes allow" in student.notes and "mixtures" not in student.notes  # ids are not mixed
     assert student.size_bytes < rows["onnx-fp32"].size_bytes / 2
+    forward_only = rows["distill-25-directions1"]  # LSTMClassifier.CHEAPER: no backward reader
+    assert "LSTMClassifier(embed_dim=32, hidden=16, directions=1)" in forward_only.notes
+    assert forward_only.size_bytes < student.size_bytes
     # a student that learnt nothing but the teacher's commonest answer agrees on that answer's share
     teacher = bushu.load(text_package, threads=1)
     samples = load_samples(tmp_path / "eval.txt", read_manifest(text_package), text_package)
     answers = teacher.infer(samples.inputs)["logits"].argmax(1)
     constant = np.bincount(answers).max() / len(answers)
     assert student.metric_value is not None and student.metric_value >= constant + 0.15
+    assert forward_only.metric_value is not None and forward_only.metric_value >= constant + 0.15

@@ -5,7 +5,9 @@ narrower layers. A package never carries code, so the student is data: the class
 already names (`provenance.source`), its constructor arguments and its weights. Which arguments
 set a width is declared by the class itself, as the tuple of names `WIDTHS` (read, never
 called); each is scaled by one of the config's `distill_scales`. A class without `WIDTHS` is
-skipped with that reason.
+skipped with that reason. A class may also declare `CHEAPER`, constructor arguments and values
+that cut its work another way (the seed CNN: a strided first convolution); each scale then has a
+second student with those values too.
 
 The student starts from the teacher where it can: when torch-pruning can cut the teacher down to
 exactly the student's widths (convolution and linear stacks) it keeps the teacher's strongest
@@ -45,8 +47,8 @@ LEARNING_RATE = 3e-3
 MIXUP_COPIES = 3
 
 
-def student_name(scale: float) -> str:
-    return f"distill-{round(scale * 100)}"
+def student_name(scale: float, cheaper: dict[str, Any] | None = None) -> str:
+    return f"distill-{round(scale * 100)}" + "".join(f"-{k}{v}" for k, v in (cheaper or {}).items())
 
 
 def teacher(ctx: BuildContext) -> Any:  # -> torch.nn.Module | str (why not)
@@ -66,14 +68,24 @@ def teacher(ctx: BuildContext) -> Any:  # -> torch.nn.Module | str (why not)
     return module
 
 
-def student_kwargs(module: Any, source_kwargs: dict[str, Any], scale: float) -> dict[str, Any]:
-    """The teacher's constructor arguments (its defaults, then the package's) with each width scaled."""
+def student_kwargs(module: Any, source_kwargs: dict[str, Any], scale: float,
+                   cheaper: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The teacher's constructor arguments (its defaults, then the package's) with each width scaled,
+    and `cheaper`'s values over them."""
     defaults = {name: p.default for name, p in inspect.signature(type(module)).parameters.items()
                 if p.default is not inspect.Parameter.empty}
     kwargs = {**defaults, **source_kwargs}
     for name in type(module).WIDTHS:
         kwargs[name] = max(1, round(int(kwargs[name]) * scale))
-    return kwargs
+    return {**kwargs, **(cheaper or {})}
+
+
+def cheaper_forms(module: Any) -> list[dict[str, Any]]:
+    """The students each scale has: narrower only, and narrower with the class's `CHEAPER` values
+    where it declares them and the teacher does not already use them."""
+    cheaper = dict(getattr(type(module), "CHEAPER", None) or {})
+    current = module.constructor_kwargs() if hasattr(module, "constructor_kwargs") else {}
+    return [{}] + ([cheaper] if cheaper and any(current.get(k) != v for k, v in cheaper.items()) else [])
 
 
 def _pruned_start(module: Any, kwargs: dict[str, Any], scale: float, example: Any) -> dict[str, Any] | None:
@@ -97,11 +109,11 @@ def _pruned_start(module: Any, kwargs: dict[str, Any], scale: float, example: An
     return pruned.state_dict() if all(widths.get(k) == kwargs[k] for k in type(module).WIDTHS) else None
 
 
-def _teacher_start(student: Any, module: Any) -> None:
-    """Copy the teacher's tensors of unchanged shape; narrower embeddings from its principal directions."""
+def _teacher_start(student: Any, theirs: dict[str, Any]) -> None:
+    """Copy the teacher's tensors (or its pruned copy's) of unchanged shape; narrower embeddings from
+    its principal directions."""
     import torch
 
-    theirs = module.state_dict()
     embeddings = {f"{name}.weight" for name, m in student.named_modules() if isinstance(m, torch.nn.Embedding)}
     with torch.no_grad():
         for name, tensor in student.state_dict().items():
@@ -187,10 +199,10 @@ def train(student: Any, module: Any, inputs: list[np.ndarray], output: int, clas
     student.eval()
 
 
-def _student(ctx: BuildContext, module: Any, scale: float, given: list[np.ndarray]
+def _student(ctx: BuildContext, module: Any, scale: float, cheaper: dict[str, Any], given: list[np.ndarray]
              ) -> tuple[Any, str, str, dict[str, Any]]:
-    """The untrained student at `scale`, started from the teacher: (module, what it is, how it was
-    started, what rebuilds it)."""
+    """The untrained student at `scale` (with `cheaper`'s arguments), started from the teacher:
+    (module, what it is, how it was started, what rebuilds it)."""
     import torch
 
     from bushu.export.source import instantiate
@@ -200,33 +212,36 @@ def _student(ctx: BuildContext, module: Any, scale: float, given: list[np.ndarra
         return (student, f"{type(module.encoder).__name__} with {kwargs['num_hidden_layers']} of the teacher's "
                 f"{module.encoder.config.num_hidden_layers} layers", started, kwargs)
     source = ctx.manifest.provenance.source
-    kwargs = student_kwargs(module, ctx.manifest.provenance.source_kwargs, scale)
+    kwargs = student_kwargs(module, ctx.manifest.provenance.source_kwargs, scale, cheaper)
     student = instantiate(type(module), source, kwargs)
     example = [torch.from_numpy(a[:2]) for a in given]
     start = _pruned_start(module, kwargs, scale, example[0] if len(example) == 1 else example)
-    if start is not None:
+    if start is not None and not cheaper:
         student.load_state_dict(start, strict=True)
+        started = "strongest channels (torch-pruning)"
     else:
-        _teacher_start(student, module)
-    started = "strongest channels (torch-pruning)" if start is not None else "tensors where shapes allow"
-    return (student, f"{source.split(':')[-1]}({', '.join(f'{k}={kwargs[k]}' for k in type(module).WIDTHS)})",
+        _teacher_start(student, start if start is not None else module.state_dict())
+        started = "strongest channels (torch-pruning) where shapes allow" if start is not None else "tensors where shapes allow"
+    shown = [*type(module).WIDTHS, *cheaper]
+    return (student, f"{source.split(':')[-1]}({', '.join(f'{k}={kwargs[k]}' for k in shown)})",
             f"the teacher's {started}", kwargs)
 
 
-def distil(ctx: BuildContext, module: Any, scale: float) -> Outcome:
-    """Build, start, train, export and verify the student at `scale` of the teacher's widths."""
+def distil(ctx: BuildContext, module: Any, scale: float, cheaper: dict[str, Any] | None = None) -> Outcome:
+    """Build, start, train, export and verify the student at `scale` of the teacher's widths (and
+    `cheaper`'s arguments)."""
     import torch
     from safetensors.torch import save_model
 
     from bushu.export import hf
     from bushu.export.torch_onnx import EXPORTERS, export_module
 
-    name, encoder = student_name(scale), is_encoder(ctx)
+    name, encoder = student_name(scale, cheaper), is_encoder(ctx)
     torch.manual_seed(ctx.config.seed)
     pool = _inputs(ctx)
     given = [pool[s.name] for s in ctx.manifest.inputs]
     inputs = augmented(given, MIXUP_COPIES, ctx.config.seed)
-    student, described, started, kwargs = _student(ctx, module, scale, given)
+    student, described, started, kwargs = _student(ctx, module, scale, cheaper or {}, given)
     names = [s.name for s in ctx.manifest.outputs]
     output = names.index(ctx.metric.output)
     classifier = ctx.metric.name in ("accuracy", "macro_f1", "top1_agreement")
@@ -253,15 +268,17 @@ def distil(ctx: BuildContext, module: Any, scale: float) -> Outcome:
 
 
 def build(ctx: BuildContext) -> list[Outcome]:
-    """Per scale: the student in fp32 on ONNX Runtime and OpenVINO, bf16 on OpenVINO, and int8."""
+    """Per scale and form (`cheaper_forms`): the student in fp32 on ONNX Runtime and OpenVINO, bf16 on
+    OpenVINO, and int8."""
     module = teacher(ctx)
     if isinstance(module, str):
         return [Skipped(student_name(s), FAMILY, module) for s in ctx.config.distill_scales]
     outcomes: list[Outcome] = []
-    for scale in ctx.config.distill_scales:
-        name = student_name(scale)
+    forms = [{}] if is_encoder(ctx) else cheaper_forms(module)
+    for scale, cheaper in ((s, c) for s in ctx.config.distill_scales for c in forms):
+        name = student_name(scale, cheaper)
         ctx.log(f"distilling {name}")
-        student = attempt(name, FAMILY, lambda scale=scale: distil(ctx, module, scale))
+        student = attempt(name, FAMILY, lambda scale=scale, cheaper=cheaper: distil(ctx, module, scale, cheaper))
         outcomes.append(student)
         if not isinstance(student, Candidate):
             continue
