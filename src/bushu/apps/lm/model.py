@@ -6,10 +6,10 @@ from typing import Any
 
 from bushu.apps.lm.data import END_ID
 
-#: About 0.66 M parameters over bytes (the output layer shares the input embedding): small because
-#: it trains on 2 shared CPU cores within the demo's minutes.
+#: About 0.63 M parameters besides the token embedding, which the output layer shares (0.89 M in all
+#: over 2,048 pieces, 0.66 M over bytes): small because it trains on 2 CPU cores in minutes.
 SIZES = {"width": 128, "layers": 3, "heads": 4}
-#: Bytes: 99.96 % of the texts fit whole.
+#: Tokens: 99.96 % of the texts fit whole even as bytes.
 CONTEXT = 256
 
 

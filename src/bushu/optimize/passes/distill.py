@@ -221,7 +221,8 @@ def _student(ctx: BuildContext, module: Any, scale: float, cheaper: dict[str, An
         started = "strongest channels (torch-pruning)"
     else:
         _teacher_start(student, start if start is not None else module.state_dict())
-        started = "strongest channels (torch-pruning) where shapes allow" if start is not None else "tensors where shapes allow"
+        started = ("strongest channels (torch-pruning) where shapes allow" if start is not None
+                   else "tensors where shapes allow")
     shown = [*type(module).WIDTHS, *cheaper]
     return (student, f"{source.split(':')[-1]}({', '.join(f'{k}={kwargs[k]}' for k in shown)})",
             f"the teacher's {started}", kwargs)
