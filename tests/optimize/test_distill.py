@@ -119,7 +119,7 @@ def test_an_lstm_student_learns_from_unlabelled_texts_alone(text_package, tmp_pa
     (tmp_path / "eval.txt").write_text("\n".join(one_line) + "\n")
     (tmp_path / "cal.txt").write_text("\n".join(rest[:128]) + "\n")
     (tmp_path / "train.txt").write_text("\n".join(rest[128:]) + "\n")
-    config = preset("quick", families=("distill",), rounds=3, distill_scales=(0.25,), distill_steps=120,
+    config = preset("quick", families=("distill",), rounds=3, distill_scales=(0.25,), distill_steps=300,
                     budget=parse_budget("0.5"), metric="top1_agreement")
     result = optimize(text_package, tmp_path / "out", config, eval_file=tmp_path / "eval.txt",
                       calibration_file=tmp_path / "cal.txt", train_file=tmp_path / "train.txt")
