@@ -89,8 +89,9 @@ def run_demo(workdir: Path, console: Console) -> list[list[str]]:
 
     # The writing apps as `bushu train lm --limit 12000 --epochs 1 --vocab 257` and `bushu train
     # translate --epochs 5` train them (the same seeds, the same numbers): quick versions of the
-    # commands' defaults (the LM: 2,048 pieces, 8 epochs on all texts, ~12 minutes; the translator:
-    # 8 epochs; README). One short epoch goes further over bytes (`bushu.apps.lm.data`).
+    # commands' defaults (the LM: 2,048 pieces, 8 epochs on all texts, ~11 minutes; the translator:
+    # 8 epochs; README). After one short epoch only the byte model has passed the trigram over its
+    # own tokens (`bushu.apps.lm.data`).
     with epoch_bar("language model: a small GPT-2 over bytes, 12k texts", 1) as advance:
         trained_lm = lm.train(epochs=1, limit=12_000, vocab_size=lm.BYTES, progress=advance)
     lm_manifest = lm.package(trained_lm, workdir / "lm", force=True, verify_prompts=8)
