@@ -70,30 +70,20 @@ def _bytes_elements(raw: bytes | memoryview, name: str) -> np.ndarray:
 def _from_json_data(data: Any, datatype: str, dtype: np.dtype, name: str) -> np.ndarray:
     if datatype in json_body.NUMERIC:
         return json_body.numbers(data, datatype, dtype, name)
-    if isinstance(data, json_body.Data):
-        data = data.as_list()
+    flat = json_body.flatten(data)  # flat: nested lists of uneven lengths are the size check's
     if datatype == "BYTES":
-        flat = _flatten(data)
         out = np.empty(len(flat), dtype=object)
         out[:] = [_to_bytes(v, name) for v in flat]
         return out
-    if not all(isinstance(v, bool) for v in _flatten(data)):  # BOOL, the one datatype left
+    if not all(isinstance(v, bool) for v in flat):  # BOOL, the one datatype left
         raise InvalidInput(f"input {name!r}: BOOL data must be true/false")
-    return np.array(_flatten(data), dtype=dtype)  # flat: nested lists of uneven lengths are the size check's
+    return np.array(flat, dtype=dtype)
 
 
 def _to_bytes(value: Any, name: str) -> bytes:
     if not isinstance(value, str):
         raise InvalidInput(f"input {name!r}: BYTES data must be strings, got {type(value).__name__}")
     return value.encode()
-
-
-def _flatten(data: Any) -> list[Any]:
-    if not isinstance(data, list):
-        return [data]
-    if data and isinstance(data[0], list):
-        return [v for item in data for v in _flatten(item)]
-    return data
 
 
 def decode_request(body: bytes, header_length: str | None = None) -> InferRequest:

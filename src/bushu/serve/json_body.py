@@ -41,18 +41,20 @@ def loads(body: bytes) -> Any:
         raise InvalidInput(f"the request body is not valid JSON: {' '.join(str(exc).split())}") from None
     if not isinstance(doc, simdjson.Object):
         return _plain(doc)
-    # (items() would turn every value into Python objects: look each up by key instead)
-    parsed = {key: doc[key] for key in doc.keys()}
     return {key: [_input(i) for i in value] if key == "inputs" and isinstance(value, simdjson.Array) else _plain(value)
-            for key, value in parsed.items()}
+            for key, value in _fields(doc).items()}
 
 
 def _input(value: Any) -> Any:
     if not isinstance(value, simdjson.Object):
         return _plain(value)
-    parsed = {key: value[key] for key in value.keys()}
     return {key: item if key == "data" and isinstance(item, simdjson.Array) else _plain(item)
-            for key, item in parsed.items()}
+            for key, item in _fields(value).items()}
+
+
+def _fields(obj: simdjson.Object) -> dict[str, Any]:
+    """An object's values as simdjson leaves them (items() would turn every one into Python objects)."""
+    return {key: obj[key] for key in obj.keys()}
 
 
 def _plain(value: Any) -> Any:
@@ -70,7 +72,7 @@ def numbers(data: Any, datatype: str, dtype: np.dtype, name: str) -> np.ndarray:
     kind, wide = NUMERIC[datatype]
     values = _buffer(data, kind, wide) if isinstance(data, Data) else None
     if values is None:
-        flat = _flat(data.as_list()) if isinstance(data, Data) else _flat(data if isinstance(data, list) else [data])
+        flat = flatten(data)
         strays = [v for v in flat if isinstance(v, bool) or not isinstance(v, (int, float))]
         if strays:
             raise InvalidInput(f"input {name!r}: 'data' does not hold {datatype} values (only numbers do; found "
@@ -111,6 +113,14 @@ def _narrowed(values: np.ndarray, datatype: str, dtype: np.dtype, name: str) -> 
         return values.astype(dtype)
     except (OverflowError, FloatingPointError) as exc:
         raise InvalidInput(f"input {name!r}: 'data' does not hold {datatype} values ({exc})") from None
+
+
+def flatten(data: Any) -> list:
+    """An input's `data` (a `Data` array, nested lists, or a lone value) as one flat list of Python
+    values, in row-major order."""
+    if isinstance(data, Data):
+        data = data.as_list()
+    return _flat(data) if isinstance(data, list) else [data]
 
 
 def _flat(values: list) -> list:

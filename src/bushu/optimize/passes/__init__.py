@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from bushu.errors import BushuError
 from bushu.optimize.config import OptimizeConfig
@@ -52,7 +52,10 @@ def describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {' '.join(str(exc).split())}"[:300]
 
 
-def attempt(name: str, family: str, build: Callable[[], Outcome]) -> Outcome:
+Built = TypeVar("Built")
+
+
+def attempt(name: str, family: str, build: Callable[[], Built]) -> Built | Skipped:
     """Run one builder; a library failing on this model skips that variant, not the search."""
     try:
         return build()

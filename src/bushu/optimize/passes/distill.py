@@ -19,9 +19,10 @@ with fewer layers (`distill_encoder`).
 
 Training needs no labels: the loss is the distance to the teacher's outputs (softened KL for a
 classifier, mean squared error otherwise) on the training and calibration inputs, and for a text
-package bushu's default texts too — never the eval inputs, which judge the result. Float inputs (images) are also mixed in pairs (mixup), which
-the teacher labels too: the student sees more of the input space than the files hold. The
-student is then exported and verified like any PyTorch source, quantised like the source, and
+package bushu's default texts too — never the eval inputs, which judge the result. Float inputs
+(images) are also mixed in pairs (mixup), which the teacher labels too: the student sees more of
+the input space than the files hold. The teacher answers once, for every student of the search
+(`Lesson`). Each student is then exported and verified like any PyTorch source, quantised like the source, and
 measured and judged like every other variant, within the same budget.
 """
 
@@ -29,6 +30,7 @@ from __future__ import annotations
 
 import inspect
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -167,54 +169,76 @@ def augmented(inputs: list[np.ndarray], copies: int, seed: int) -> list[np.ndarr
     return mixed
 
 
-def train(student: Any, module: Any, inputs: list[np.ndarray], output: int, classifier: bool,
-          steps: int, seed: int, learning_rate: float = LEARNING_RATE) -> None:
-    """Fit `student` to `module`'s output number `output` on `inputs` (the model's inputs in order)
-    in `steps` batches. The teacher answers once per input, before training: its forward pass
-    costs many times the student's, and the answers do not change between epochs."""
+@dataclass
+class Lesson:
+    """What every student of one teacher learns from, prepared once for all of them: the inputs (as
+    given, then their mixtures) and the teacher's answers — its forward pass costs many times a
+    student's, and the answers are the same for every scale and form."""
+    inputs: list[Any]  # torch tensors, the model's inputs in order
+    given: int  # how many rows the files and default texts held; the rest are mixtures
+    targets: Any
+    output: int  # which of the model's outputs the answers are
+    classifier: bool
+    learning_rate: float
+
+
+def lesson(ctx: BuildContext, module: Any, encoder: bool) -> Lesson:
     import torch
 
-    tensors = [torch.from_numpy(a) for a in inputs]
-    generator = torch.Generator().manual_seed(seed)
-
-    def run(model: Any, batch: list[Any]) -> Any:
-        out = model(*batch)
-        return (out if isinstance(out, torch.Tensor) else out[output]).float()
-
+    pool = _inputs(ctx)
+    given = [pool[s.name] for s in ctx.manifest.inputs]
+    tensors = [torch.from_numpy(a) for a in augmented(given, MIXUP_COPIES, ctx.config.seed)]
+    output = [s.name for s in ctx.manifest.outputs].index(ctx.metric.output)
     with torch.no_grad():
-        targets = torch.cat([run(module, [t[i:i + 512] for t in tensors]) for i in range(0, len(tensors[0]), 512)])
-    optimizer = torch.optim.AdamW(student.parameters(), lr=learning_rate, weight_decay=1e-4)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=learning_rate, total_steps=steps)
+        targets = torch.cat([_answer(module, [t[i:i + 512] for t in tensors], output)
+                             for i in range(0, len(tensors[0]), 512)])
+    classifier = ctx.metric.name in ("accuracy", "macro_f1", "top1_agreement")
+    return Lesson(tensors, len(given[0]), targets, output, classifier,
+                  ENCODER_LEARNING_RATE if encoder else LEARNING_RATE)
+
+
+def _answer(model: Any, batch: list[Any], output: int) -> Any:
+    import torch
+
+    out = model(*batch)
+    return (out if isinstance(out, torch.Tensor) else out[output]).float()
+
+
+def train(student: Any, taught: Lesson, steps: int, seed: int) -> None:
+    """Fit `student` to the teacher's answers in `steps` batches."""
+    import torch
+
+    generator = torch.Generator().manual_seed(seed)
+    optimizer = torch.optim.AdamW(student.parameters(), lr=taught.learning_rate, weight_decay=1e-4)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=taught.learning_rate, total_steps=steps)
     student.train()
     done = 0
     while done < steps:
-        for index in torch.randperm(len(tensors[0]), generator=generator).split(BATCH):
+        for index in torch.randperm(len(taught.targets), generator=generator).split(BATCH):
             if done == steps:
                 break
             done += 1
             optimizer.zero_grad()
-            _loss(run(student, [t[index] for t in tensors]), targets[index], classifier).backward()
+            answers = _answer(student, [t[index] for t in taught.inputs], taught.output)
+            _loss(answers, taught.targets[index], taught.classifier).backward()
             optimizer.step()
             schedule.step()
     student.eval()
 
 
-def _student(ctx: BuildContext, module: Any, scale: float, cheaper: dict[str, Any], given: list[np.ndarray]
-             ) -> tuple[Any, str, str, dict[str, Any]]:
+def _student(ctx: BuildContext, module: Any, scale: float, cheaper: dict[str, Any], example: list[Any],
+             encoder: bool) -> tuple[Any, str, str, dict[str, Any]]:
     """The untrained student at `scale` (with `cheaper`'s arguments), started from the teacher:
     (module, what it is, how it was started, what rebuilds it)."""
-    import torch
-
     from bushu.export.source import instantiate
 
-    if is_encoder(ctx):
+    if encoder:
         student, started, kwargs = encoder_student(module, scale)
         return (student, f"{type(module.encoder).__name__} with {kwargs['num_hidden_layers']} of the teacher's "
                 f"{module.encoder.config.num_hidden_layers} layers", started, kwargs)
     source = ctx.manifest.provenance.source
     kwargs = student_kwargs(module, ctx.manifest.provenance.source_kwargs, scale, cheaper)
     student = instantiate(type(module), source, kwargs)
-    example = [torch.from_numpy(a[:2]) for a in given]
     start = _pruned_start(module, kwargs, scale, example[0] if len(example) == 1 else example)
     if start is not None and not cheaper:
         student.load_state_dict(start, strict=True)
@@ -228,7 +252,8 @@ def _student(ctx: BuildContext, module: Any, scale: float, cheaper: dict[str, An
             f"the teacher's {started}", kwargs)
 
 
-def distil(ctx: BuildContext, module: Any, scale: float, cheaper: dict[str, Any] | None = None) -> Outcome:
+def distil(ctx: BuildContext, module: Any, taught: Lesson, scale: float, cheaper: dict[str, Any],
+           encoder: bool) -> Outcome:
     """Build, start, train, export and verify the student at `scale` of the teacher's widths (and
     `cheaper`'s arguments)."""
     import torch
@@ -237,33 +262,29 @@ def distil(ctx: BuildContext, module: Any, scale: float, cheaper: dict[str, Any]
     from bushu.export import hf
     from bushu.export.torch_onnx import EXPORTERS, export_module
 
-    name, encoder = student_name(scale, cheaper), is_encoder(ctx)
+    name = student_name(scale, cheaper)
     torch.manual_seed(ctx.config.seed)
-    pool = _inputs(ctx)
-    given = [pool[s.name] for s in ctx.manifest.inputs]
-    inputs = augmented(given, MIXUP_COPIES, ctx.config.seed)
-    student, described, started, kwargs = _student(ctx, module, scale, cheaper or {}, given)
-    names = [s.name for s in ctx.manifest.outputs]
-    output = names.index(ctx.metric.output)
-    classifier = ctx.metric.name in ("accuracy", "macro_f1", "top1_agreement")
+    example = [t[:2] for t in taught.inputs]
+    student, described, started, kwargs = _student(ctx, module, scale, cheaper, example, encoder)
     before = sum(p.numel() for p in module.parameters())
     after = sum(p.numel() for p in student.parameters())
     clock, cpu = time.perf_counter(), time.process_time()
     steps = ctx.config.distill_steps
-    train(student, module, inputs, output, classifier, steps, ctx.config.seed,
-          ENCODER_LEARNING_RATE if encoder else LEARNING_RATE)
+    train(student, taught, steps, ctx.config.seed)
     seconds, cpu = time.perf_counter() - clock, time.process_time() - cpu
     ranges = {s.name: s.range for s in ctx.manifest.inputs if s.range is not None}
     file = f"variants/{name}.onnx"
+    names = [s.name for s in ctx.manifest.outputs]
     result = export_module(student, ctx.manifest.inputs, ctx.path(file), output_names=names,
                            value_ranges={**ranges, **hf.VERIFY_RANGES} if encoder else ranges,
                            exporters=hf.EXPORTERS if encoder else EXPORTERS)
     if "pytorch" in ctx.config.families and not encoder:  # its weights travel only for its PyTorch variant
         save_model(student, str(ctx.path(f"variants/{name}.safetensors")))
+    mixtures = len(taught.targets) - taught.given
     return Candidate(name, FAMILY, "onnxruntime", "fp32", file,
                      f"student {described}: {after:,} of the teacher's {before:,} parameters, started from "
-                     f"{started}, distilled {steps} steps of {BATCH} on {len(given[0])} unlabelled inputs"
-                     f"{f' and {len(inputs[0]) - len(given[0])} mixtures of them' if len(inputs[0]) > len(given[0]) else ''} "
+                     f"{started}, distilled {steps} steps of {BATCH} on {taught.given} unlabelled inputs"
+                     f"{f' and {mixtures} mixtures of them' if mixtures else ''} "
                      f"in {seconds:.0f} s ({cpu:.0f} s of CPU); export verified ({result.exporter})",
                      options={"kwargs": kwargs})
 
@@ -274,29 +295,34 @@ def build(ctx: BuildContext) -> list[Outcome]:
     module = teacher(ctx)
     if isinstance(module, str):
         return [Skipped(student_name(s), FAMILY, module) for s in ctx.config.distill_scales]
+    encoder = is_encoder(ctx)
+    students = [(s, c) for s in ctx.config.distill_scales for c in ([{}] if encoder else cheaper_forms(module))]
+    taught = attempt(FAMILY, FAMILY, lambda: lesson(ctx, module, encoder))
+    if isinstance(taught, Skipped):
+        return [Skipped(student_name(s, c), FAMILY, taught.reason) for s, c in students]
     outcomes: list[Outcome] = []
-    forms = [{}] if is_encoder(ctx) else cheaper_forms(module)
-    for scale, cheaper in ((s, c) for s in ctx.config.distill_scales for c in forms):
+    for scale, cheaper in students:
         name = student_name(scale, cheaper)
         ctx.log(f"distilling {name}")
-        student = attempt(name, FAMILY, lambda scale=scale, cheaper=cheaper: distil(ctx, module, scale, cheaper))
+        student = attempt(name, FAMILY, lambda scale=scale, cheaper=cheaper:
+                          distil(ctx, module, taught, scale, cheaper, encoder))
         outcomes.append(student)
         if not isinstance(student, Candidate):
             continue
         on_openvino = Candidate(f"{name}-ov-fp32", FAMILY, "openvino", "fp32", student.file, "the student on OpenVINO")
         outcomes += [on_openvino, with_bf16(ctx, on_openvino)]
-        if "pytorch" in ctx.config.families and not is_encoder(ctx):
+        if "pytorch" in ctx.config.families and not encoder:
             outcomes.append(Candidate(f"{name}-torch-fp32", FAMILY, "pytorch", "fp32", f"variants/{name}.safetensors",
                                       "the student in PyTorch eager: the package's class with these widths",
                                       device=ctx.config.target, options={"kwargs": student.options["kwargs"]}))
-        outcomes += _int8(ctx, name, student.file)
+        outcomes += _int8(ctx, name, student.file, encoder)
     return outcomes
 
 
-def _int8(ctx: BuildContext, name: str, file: str) -> list[Outcome]:
+def _int8(ctx: BuildContext, name: str, file: str, encoder: bool) -> list[Outcome]:
     """The student in int8: NNCF's transformer preset for an encoder (static QDQ of its matrix
     products loses too much there), static QDQ int8 on both runtimes otherwise."""
-    if is_encoder(ctx):
+    if encoder:
         built = attempt(f"{name}-ov-int8-nncf", FAMILY,
                         lambda: nncf_int8(ctx, f"{name}-ov-int8-nncf", family=FAMILY, source=file))
         return [built, with_bf16(ctx, built)] if isinstance(built, Candidate) else [built]
